@@ -1,0 +1,103 @@
+"""The ``dirgw`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import IO, Sequence
+
+from gateway import __version__
+from gateway.config import ConfigError, load_config
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dirgw", description="Microsoft 365 contacts over read-only LDAP.")
+    parser.add_argument("--version", action="version", version=f"dirgw {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", "-c", default="dirgw.toml", help="configuration file (default: dirgw.toml)")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text")
+    serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
+
+    check = sub.add_parser("check-config", help="validate a configuration file and its sources")
+    check.add_argument("file", nargs="?", default=None)
+    check.add_argument("--config", "-c", dest="config_opt", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file or args.config_opt or "dirgw.toml", stdout, stderr)
+    if args.command == "serve":
+        return _serve(args, stderr)
+    return EXIT_USAGE  # pragma: no cover
+
+
+def _check_config(path: str, stdout: IO[str], stderr: IO[str]) -> int:
+    from gateway.sources.json_file import ContactsFileError, read_contacts_file
+
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        print(f"dirgw: configuration error: {e}", file=stderr)
+        return EXIT_FAILURE
+    status = EXIT_OK
+    for source in config.sources:
+        if source.type == "json_file" and source.path:
+            try:
+                result = read_contacts_file(source.path, source.name)
+            except ContactsFileError as e:
+                print(f"dirgw: source {source.name}: {e}", file=stderr)
+                status = EXIT_FAILURE
+                continue
+            for problem in result.problems:
+                print(f"dirgw: source {source.name}: warning: skipped {problem}", file=stderr)
+            print(f"source {source.name}: {len(result.contacts)} contacts", file=stdout)
+    if status == EXIT_OK:
+        print(f"{path}: OK", file=stdout)
+    return status
+
+
+def _serve(args: argparse.Namespace, stderr: IO[str]) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"dirgw: configuration error: {e}", file=stderr)
+        return EXIT_FAILURE
+
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    from gateway.logs import start_logging
+    from gateway.service import make_gateway
+
+    start_logging(args.log_format, args.log_level, stderr)
+    outcome = {"code": EXIT_OK}
+
+    async def run() -> None:
+        gateway = make_gateway(config, reactor)
+        try:
+            await gateway.start()
+        except Exception as e:  # cannot listen: port in use, permission denied...
+            print(f"dirgw: cannot start: {e}", file=stderr)
+            outcome["code"] = EXIT_FAILURE
+            await gateway.stop()
+            reactor.stop()
+            return
+        reactor.addSystemEventTrigger("before", "shutdown", gateway.stop)
+        await Deferred()  # until a signal stops the reactor
+
+    reactor.callWhenRunning(lambda: ensureDeferred(run()))
+    reactor.run()
+    return outcome["code"]

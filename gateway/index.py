@@ -1,0 +1,239 @@
+"""The in-memory contact index: lookups by DN, number, head number and name prefix.
+
+Pure and synchronous.  A batch of changes is applied in one call, so a
+search (which also runs on the reactor thread) never sees half a batch.
+Numbers are normalized here, once, when a contact is added.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from sortedcontainers import SortedList
+
+from gateway.graph.parse import Change, Remove, Upsert
+from gateway.ldap.schema import NAME_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
+from gateway.model import Contact
+from gateway.numbers import NumberSettings, StoredNumber, parse_stored
+from gateway.text import fold
+
+__all__ = ["IndexedContact", "ContactIndex", "SourceProfile"]
+
+ContactKey = tuple[str, str]
+
+
+class SourceProfile:
+    """What the index needs to know about a source: priority, number settings, proximity."""
+
+    __slots__ = ("name", "priority", "numbers", "proximity")
+
+    def __init__(self, name: str, priority: int, numbers: NumberSettings, proximity: bool = True) -> None:
+        self.name = name
+        self.priority = priority
+        self.numbers = numbers
+        self.proximity = proximity
+
+
+class IndexedContact:
+    """A contact with everything a search needs precomputed."""
+
+    __slots__ = ("contact", "uid", "sort_key", "values", "folded", "numbers")
+
+    def __init__(self, contact: Contact, profile: SourceProfile) -> None:
+        self.contact = contact
+        values = contact_attribute_values(contact)
+        self.values = values
+        self.uid = fold(values["uid"][0])
+        self.sort_key = (-profile.priority, fold(contact.name), contact.source, contact.id)
+        self.folded = {attr: tuple(fold(v) for v in values[attr]) for attr in NAME_ATTRIBUTES if attr in values}
+        numbers: dict[str, list[StoredNumber]] = {}
+        for phone in contact.phones:
+            numbers.setdefault(phone_attribute_for_kind(phone.kind), []).append(
+                parse_stored(phone.number, profile.numbers)
+            )
+        self.numbers = {attr: tuple(ns) for attr, ns in numbers.items()}
+
+    @property
+    def key(self) -> ContactKey:
+        return self.contact.key
+
+    def all_numbers(self) -> Iterator[StoredNumber]:
+        for numbers in self.numbers.values():
+            yield from numbers
+
+
+class ContactIndex:
+    """All contacts of all sources, with secondary indexes."""
+
+    def __init__(self, profiles: Iterable[SourceProfile] = ()) -> None:
+        self.profiles: dict[str, SourceProfile] = {p.name: p for p in profiles}
+        self._by_key: dict[ContactKey, IndexedContact] = {}
+        self._by_uid: dict[str, IndexedContact] = {}
+        self._by_number: dict[str, set[ContactKey]] = {}
+        self._by_head: dict[str, set[ContactKey]] = {}
+        self._names: dict[str, SortedList] = {attr: SortedList() for attr in NAME_ATTRIBUTES}
+        self._number_forms = SortedList()
+        self._sorted: SortedList = SortedList()
+        self.generation = 0
+
+    # -- changes ---------------------------------------------------------
+
+    def set_profile(self, profile: SourceProfile) -> None:
+        """Register or replace a source profile (re-index its contacts if settings changed)."""
+        old = self.profiles.get(profile.name)
+        self.profiles[profile.name] = profile
+        if old is not None and (old.priority, old.numbers) != (profile.priority, profile.numbers):
+            contacts = [e.contact for e in self._by_key.values() if e.contact.source == profile.name]
+            self.apply([Upsert(c) for c in contacts])
+
+    def apply(self, changes: Iterable[Change]) -> tuple[int, int]:
+        """Apply a batch of changes; returns (upserted, removed). Idempotent."""
+        upserted = removed = 0
+        for change in changes:
+            if isinstance(change, Upsert):
+                self._remove(change.contact.key)
+                self._add(change.contact)
+                upserted += 1
+            elif isinstance(change, Remove):
+                if self._remove((change.source, change.id)):
+                    removed += 1
+        self.generation += 1
+        return upserted, removed
+
+    def replace_source(self, source: str, contacts: Iterable[Contact]) -> tuple[int, int]:
+        """Make a source's contacts exactly ``contacts`` (a full import's result)."""
+        incoming = {c.key: c for c in contacts}
+        stale = [k for k, e in self._by_key.items() if k[0] == source and k not in incoming]
+        changes: list[Change] = [Remove(source=k[0], id=k[1]) for k in stale]
+        for key, contact in incoming.items():
+            current = self._by_key.get(key)
+            if current is None or current.contact != contact:
+                changes.append(Upsert(contact))
+        return self.apply(changes)
+
+    def drop_source(self, source: str) -> int:
+        """Remove every contact of a source."""
+        keys = [k for k in self._by_key if k[0] == source]
+        self.apply(Remove(source=k[0], id=k[1]) for k in keys)
+        self.profiles.pop(source, None)
+        return len(keys)
+
+    def _add(self, contact: Contact) -> None:
+        profile = self.profiles.get(contact.source)
+        if profile is None:
+            profile = self.profiles[contact.source] = SourceProfile(contact.source, 100, NumberSettings())
+        entry = IndexedContact(contact, profile)
+        key = contact.key
+        self._by_key[key] = entry
+        self._by_uid[entry.uid] = entry
+        self._sorted.add(entry.sort_key)
+        for attr, folded in entry.folded.items():
+            names = self._names[attr]
+            for value in set(folded):
+                names.add((value, key))
+        forms: set[str] = set()
+        for number in entry.all_numbers():
+            for k in number.match_keys():
+                self._by_number.setdefault(k, set()).add(key)
+            if number.head:
+                self._by_head.setdefault(number.head, set()).add(key)
+            forms.update(number.search_forms())
+        for form in forms:
+            self._number_forms.add((form, key))
+
+    def _remove(self, key: ContactKey) -> bool:
+        entry = self._by_key.pop(key, None)
+        if entry is None:
+            return False
+        self._by_uid.pop(entry.uid, None)
+        self._sorted.discard(entry.sort_key)
+        for attr, folded in entry.folded.items():
+            names = self._names[attr]
+            for value in set(folded):
+                names.discard((value, key))
+        forms: set[str] = set()
+        for number in entry.all_numbers():
+            for k in number.match_keys():
+                _discard(self._by_number, k, key)
+            if number.head:
+                _discard(self._by_head, number.head, key)
+            forms.update(number.search_forms())
+        for form in forms:
+            self._number_forms.discard((form, key))
+        return True
+
+    # -- lookups ---------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def count_by_source(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for source, _ in self._by_key:
+            counts[source] = counts.get(source, 0) + 1
+        return counts
+
+    def get(self, key: ContactKey) -> IndexedContact | None:
+        return self._by_key.get(key)
+
+    def by_uid(self, uid: str) -> IndexedContact | None:
+        """The contact whose ``uid`` RDN value is ``uid`` (case-insensitive)."""
+        return self._by_uid.get(fold(uid))
+
+    def contacts(self, source: str | None = None) -> Iterator[Contact]:
+        for key, entry in self._by_key.items():
+            if source is None or key[0] == source:
+                yield entry.contact
+
+    def in_order(self) -> Iterator[IndexedContact]:
+        """Every contact, by source priority then name."""
+        by_key = self._by_key
+        for sort_key in list(self._sorted):
+            entry = by_key.get((sort_key[2], sort_key[3]))
+            if entry is not None:
+                yield entry
+
+    def has_number(self, number_key: str) -> bool:
+        return number_key in self._by_number
+
+    def with_number(self, number_key: str) -> set[ContactKey]:
+        """Contacts having a number whose match key is ``number_key``."""
+        return self._by_number.get(number_key, set())
+
+    def with_head(self, head: str) -> set[ContactKey]:
+        """Contacts having a number written as extension of the head number ``head``."""
+        return self._by_head.get(head, set())
+
+    def name_prefix(self, attr: str, folded_prefix: str) -> set[ContactKey]:
+        """Contacts whose folded ``attr`` starts with ``folded_prefix``."""
+        names = self._names.get(attr)
+        if names is None:
+            return set()
+        out = set()
+        for value, key in names.irange((folded_prefix,), (folded_prefix + "\U0010ffff",)):
+            out.add(key)
+        return out
+
+    def name_equal(self, attr: str, folded_value: str) -> set[ContactKey]:
+        names = self._names.get(attr)
+        if names is None:
+            return set()
+        return {key for value, key in names.irange((folded_value,), (folded_value, ("\U0010ffff",)))}
+
+    def number_prefix(self, prefix: str) -> set[ContactKey]:
+        """Contacts with a number search form starting with ``prefix``."""
+        return {key for form, key in self._number_forms.irange((prefix,), (prefix + "\U0010ffff",))}
+
+    def ordered(self, keys: Iterable[ContactKey]) -> list[IndexedContact]:
+        """The contacts of ``keys`` by source priority then name."""
+        entries = [self._by_key[k] for k in keys if k in self._by_key]
+        entries.sort(key=lambda e: e.sort_key)
+        return entries
+
+
+def _discard(mapping: dict[str, set[ContactKey]], k: str, key: ContactKey) -> None:
+    keys = mapping.get(k)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del mapping[k]

@@ -1,0 +1,436 @@
+"""Answering a search from the index: plan, evaluate, limit, select. Pure.
+
+The planner turns the indexable parts of a filter (equality and prefix on
+names and numbers) into candidate sets, so a caller-ID lookup probes the
+number index instead of scanning every contact.  The filter is then
+evaluated on the candidates in result order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from attrs import frozen
+
+from gateway import numbers as N
+from gateway.index import ContactIndex, IndexedContact
+from gateway.ldap import filter as F
+from gateway.ldap.evaluate import evaluate
+from gateway.ldap.messages import SCOPE_BASE, SCOPE_ONE, SearchRequest
+from gateway.ldap.schema import (
+    ALL_ATTRIBUTES,
+    NAME_ATTRIBUTES,
+    PHONE_ATTRIBUTES,
+    canonical_attribute,
+    normalize_dn,
+)
+from gateway.text import fold
+
+__all__ = ["SearchSettings", "SearchResult", "ResultEntry", "QueryPhones", "run_search"]
+
+RESULT_SUCCESS = 0
+RESULT_TIME_LIMIT = 3
+RESULT_SIZE_LIMIT = 4
+RESULT_NO_SUCH_OBJECT = 32
+
+_PHONES = frozenset(PHONE_ATTRIBUTES)
+_NAMES = frozenset(NAME_ATTRIBUTES)
+
+
+@frozen
+class SearchSettings:
+    """Server-side settings a search obeys."""
+
+    base_dn: str
+    size_limit: int = 1000
+    time_limit: float = 10.0
+    numbers: N.NumberSettings = N.NumberSettings()
+    proximity: bool = True
+    max_extension_digits: int = 5
+    proximity_marker: str = "~"
+    answer_as_asked: bool = False
+
+
+@frozen
+class ResultEntry:
+    """One entry to send: DN and (attribute, values) in order."""
+
+    dn: str
+    attributes: tuple[tuple[str, tuple[str, ...]], ...]
+    approximate: bool = False
+
+
+@frozen
+class SearchResult:
+    entries: tuple[ResultEntry, ...]
+    result_code: int = RESULT_SUCCESS
+    message: str = ""
+    matched_dn: str = ""
+    kind: str = "other"  # caller_id | name | other: for metrics
+
+
+class QueryPhones:
+    """Phone assertions of one search, read once and memoized."""
+
+    def __init__(self, index: ContactIndex, settings: N.NumberSettings) -> None:
+        self._index = index
+        self._settings = settings
+        self._keys: dict[str, frozenset[str]] = {}
+        self._patterns: dict[tuple, object] = {}
+        self.asked: dict[str, str] = {}  # match key -> the form it was asked in
+
+    def readings(self, value: str) -> tuple[N.Reading, ...]:
+        return N.dialled_readings(value, self._settings)
+
+    def equality_keys(self, value: str) -> frozenset[str]:
+        keys = self._keys.get(value)
+        if keys is None:
+            candidates = [r.e164 for r in self.readings(value)]
+            digits = "".join(ch for ch in value if ch.isdigit())
+            existing = [k for k in candidates if self._index.has_number(k)]
+            chosen = existing[:1] or candidates
+            if digits and self._index.has_number(digits):
+                chosen = chosen + [digits]
+            keys = frozenset(chosen)
+            self._keys[value] = keys
+            for k in keys:
+                self.asked.setdefault(k, value)
+        return keys
+
+    def substring_patterns(self, initial, any_, final):
+        k = (initial, any_, final)
+        patterns = self._patterns.get(k)
+        if patterns is None:
+            patterns = self._patterns[k] = N.substring_patterns(initial, any_, final, self._settings)
+        return patterns
+
+    def substring_matches(self, patterns, number) -> bool:
+        return N.substring_matches(patterns, number)
+
+    def ordering_key(self, value: str) -> str:
+        readings = self.readings(value)
+        if readings:
+            return readings[0].e164
+        return "".join(ch for ch in value if ch.isdigit())
+
+
+# -- planning ---------------------------------------------------------------
+
+_ALL = None  # a plan of "every contact"
+
+
+def _attr(name: str) -> str | None:
+    return canonical_attribute(name)
+
+
+def plan(f: F.Filter, index: ContactIndex, phones: QueryPhones) -> set | None:
+    """Candidate contact keys for ``f``, or None when it cannot use an index."""
+    if isinstance(f, F.And):
+        best = None
+        for item in f.items:
+            p = plan(item, index, phones)
+            if p is not None and (best is None or len(p) < len(best)):
+                best = p
+        return best
+    if isinstance(f, F.Or):
+        out: set = set()
+        for item in f.items:
+            p = plan(item, index, phones)
+            if p is None:
+                if _never_matches(item):
+                    continue
+                return None
+            out |= p
+        return out
+    if isinstance(f, (F.Equality, F.Approx)) and not isinstance(f, F.Approx):
+        attr = _attr(f.attr)
+        if attr in _PHONES:
+            out = set()
+            for k in phones.equality_keys(f.value):
+                out |= index.with_number(k)
+            return out
+        if attr in _NAMES:
+            return index.name_equal(attr, fold(f.value))
+        if attr == "uid":
+            entry = index.by_uid(f.value)
+            return {entry.key} if entry else set()
+        return None
+    if isinstance(f, F.Substrings) and f.initial:
+        attr = _attr(f.attr)
+        if attr in _NAMES:
+            return index.name_prefix(attr, fold(f.initial))
+        if attr in _PHONES:
+            patterns = phones.substring_patterns(f.initial, f.any, f.final)
+            out = set()
+            for initial, _, _ in patterns:
+                if not initial:
+                    return None
+                out |= index.number_prefix(initial)
+            return out
+    return None
+
+
+def _never_matches(f: F.Filter) -> bool:
+    """Items that are Undefined for every contact (unknown attributes)."""
+    if isinstance(f, (F.And, F.Or, F.Not, F.Extensible)):
+        return False
+    name = f.attr.split(";", 1)[0].strip().lower()
+    return _attr(name) is None and name not in ("objectclass", "objectcategory")
+
+
+def classify(f: F.Filter) -> str:
+    """caller_id, name or other: what kind of lookup a filter is (for metrics and proximity)."""
+    kinds = set()
+
+    def walk(node: F.Filter) -> None:
+        if isinstance(node, (F.And, F.Or)):
+            for i in node.items:
+                walk(i)
+        elif isinstance(node, F.Not):
+            kinds.add("other")
+        elif isinstance(node, F.Present):
+            return
+        elif isinstance(node, F.Extensible):
+            kinds.add("other")
+        else:
+            attr = _attr(node.attr)
+            if attr in _PHONES and isinstance(node, F.Equality):
+                kinds.add("caller_id")
+            elif attr in _PHONES:
+                kinds.add("number")
+            elif attr in _NAMES:
+                kinds.add("name")
+            elif attr is None:
+                return
+            else:
+                kinds.add("other")
+
+    walk(f)
+    if kinds == {"caller_id"}:
+        return "caller_id"
+    if kinds and kinds <= {"name"}:
+        return "name"
+    return "other"
+
+
+def _phone_equalities(f: F.Filter) -> list[str]:
+    out: list[str] = []
+    if isinstance(f, (F.And, F.Or)):
+        for i in f.items:
+            out.extend(_phone_equalities(i))
+    elif isinstance(f, F.Equality) and _attr(f.attr) in _PHONES:
+        out.append(f.value)
+    return out
+
+
+# -- attribute selection ----------------------------------------------------
+
+
+def _selection(requested: Iterable[str]) -> list[tuple[str, str]] | None:
+    """(canonical, name to answer with) pairs, or None for all user attributes."""
+    requested = list(requested)
+    if not requested:
+        return None
+    wanted: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    everything = False
+    for name in requested:
+        if name == "*":
+            everything = True
+            continue
+        if name in ("1.1", "+"):
+            continue
+        canon = canonical_attribute(name)
+        if canon is None or canon in seen:
+            continue
+        seen.add(canon)
+        wanted.append((canon, name.split(";", 1)[0]))
+    if everything:
+        extra = [(a, a) for a in ALL_ATTRIBUTES if a not in seen]
+        return wanted + extra
+    return wanted
+
+
+def _render(
+    entry: IndexedContact,
+    selection: list[tuple[str, str]] | None,
+    settings: SearchSettings,
+    index: ContactIndex,
+    phones: QueryPhones,
+    approximate: bool,
+) -> ResultEntry:
+    values = entry.values
+    pairs = selection if selection is not None else [(a, a) for a in ALL_ATTRIBUTES]
+    profile = index.profiles.get(entry.contact.source)
+    number_settings = profile.numbers if profile else settings.numbers
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for canon, name in pairs:
+        if canon in _PHONES:
+            numbers = entry.numbers.get(canon)
+            if not numbers:
+                continue
+            rendered: list[str] = []
+            for n in numbers:
+                text = N.format_number(n, settings.numbers, settings.numbers.output) if n.e164 else n.raw
+                if text not in rendered:
+                    rendered.append(text)
+                if settings.answer_as_asked:
+                    for k in n.match_keys():
+                        asked = phones.asked.get(k)
+                        if asked and asked not in rendered:
+                            rendered.append(asked)
+            out.append((name, tuple(rendered)))
+            continue
+        v = values.get(canon)
+        if v is None:
+            continue
+        if approximate and canon in ("cn", "displayName"):
+            v = tuple(settings.proximity_marker + x for x in v)
+        out.append((name, v))
+    del number_settings
+    dn = f"uid={values['uid'][0]},{settings.base_dn}"
+    return ResultEntry(dn=dn, attributes=tuple(out), approximate=approximate)
+
+
+# -- the search -------------------------------------------------------------
+
+
+def base_entry(settings: SearchSettings) -> ResultEntry:
+    """The entry of the base DN itself."""
+    rdn = normalize_dn(settings.base_dn)[0]
+    first = settings.base_dn.split(",", 1)[0]
+    attr, _, value = first.partition("=")
+    classes = ("top", "domain") if rdn[0] == "dc" else ("top", "organization" if rdn[0] == "o" else "organizationalUnit")
+    return ResultEntry(dn=settings.base_dn, attributes=(("objectClass", classes), (attr.strip(), (value.strip(),))))
+
+
+class _BaseView:
+    def __init__(self, entry: ResultEntry) -> None:
+        self.values = {canonical_attribute(a) or a.lower(): v for a, v in entry.attributes}
+        self.folded: dict = {}
+        self.numbers: dict = {}
+
+
+def run_search(
+    index: ContactIndex,
+    request: SearchRequest,
+    settings: SearchSettings,
+    visible: Callable[[str], bool] = lambda source: True,
+    now: Callable[[], float] | None = None,
+) -> SearchResult:
+    """Answer a search request (the root DSE is the server's business)."""
+    phones = QueryPhones(index, settings.numbers)
+    kind = classify(request.filter)
+    try:
+        base = normalize_dn(request.base)
+    except ValueError:
+        return SearchResult((), RESULT_NO_SUCH_OBJECT, "invalid base DN", kind=kind)
+    base_dn = normalize_dn(settings.base_dn)
+    limit = settings.size_limit
+    if request.size_limit > 0:
+        limit = min(limit, request.size_limit)
+    selection = _selection(request.attributes)
+    deadline = None
+    if now is not None:
+        budget = settings.time_limit
+        if request.time_limit > 0:
+            budget = min(budget, request.time_limit)
+        deadline = now() + budget
+
+    contacts_scope = True
+    single: IndexedContact | None = None
+    pre: list[ResultEntry] = []
+    if base == () or base == base_dn:
+        if base == base_dn:
+            if request.scope == SCOPE_BASE:
+                view = base_entry(settings)
+                if evaluate(request.filter, _BaseView(view), phones) is True:
+                    return SearchResult((_select_plain(view, selection),), kind=kind)
+                return SearchResult((), kind=kind)
+            if request.scope != SCOPE_ONE:
+                view = base_entry(settings)
+                if evaluate(request.filter, _BaseView(view), phones) is True:
+                    pre.append(_select_plain(view, selection))
+    elif len(base) == len(base_dn) + 1 and base[1:] == base_dn and base[0][0] == "uid":
+        single = index.by_uid(base[0][1])
+        if single is None or not visible(single.contact.source):
+            return SearchResult((), RESULT_NO_SUCH_OBJECT, "no such entry", matched_dn=settings.base_dn, kind=kind)
+        if request.scope == SCOPE_ONE:
+            return SearchResult((), kind=kind)
+        contacts_scope = False
+    else:
+        matched = settings.base_dn if base[-len(base_dn):] == base_dn else ""
+        return SearchResult((), RESULT_NO_SUCH_OBJECT, "no such entry", matched_dn=matched, kind=kind)
+
+    if contacts_scope:
+        candidates = plan(request.filter, index, phones)
+        ordered: Iterable[IndexedContact] = index.in_order() if candidates is None else index.ordered(candidates)
+    else:
+        ordered = [single] if single is not None else []
+
+    entries: list[ResultEntry] = list(pre)
+    code = RESULT_SUCCESS
+    message = ""
+    checked = 0
+    for entry in ordered:
+        checked += 1
+        if deadline is not None and checked % 256 == 0 and now is not None and now() > deadline:
+            code, message = RESULT_TIME_LIMIT, "time limit exceeded"
+            break
+        if not visible(entry.contact.source):
+            continue
+        if evaluate(request.filter, entry, phones) is not True:
+            continue
+        if len(entries) >= limit:
+            code, message = RESULT_SIZE_LIMIT, "size limit exceeded"
+            break
+        entries.append(_render(entry, selection, settings, index, phones, False))
+
+    if not entries and contacts_scope and kind == "caller_id" and settings.proximity:
+        entries = _proximity(index, request.filter, selection, settings, phones, visible)[:limit]
+    return SearchResult(tuple(entries), code, message, kind=kind)
+
+
+def _select_plain(entry: ResultEntry, selection: list[tuple[str, str]] | None) -> ResultEntry:
+    if selection is None:
+        return entry
+    by_canon = {canonical_attribute(a) or a: (a, v) for a, v in entry.attributes}
+    out = []
+    for canon, name in selection:
+        if canon in by_canon:
+            out.append((name, by_canon[canon][1]))
+    return ResultEntry(entry.dn, tuple(out))
+
+
+def _proximity(
+    index: ContactIndex,
+    f: F.Filter,
+    selection,
+    settings: SearchSettings,
+    phones: QueryPhones,
+    visible: Callable[[str], bool],
+) -> list[ResultEntry]:
+    """Company main-number fallback: the company record for an unknown extension."""
+    for value in _phone_equalities(f):
+        for reading in phones.readings(value):
+            for head in N.proximity_candidates(reading.e164, settings.max_extension_digits):
+                keys = index.with_head(head)
+                if not keys:
+                    continue
+                found = []
+                for entry in index.ordered(keys):
+                    profile = index.profiles.get(entry.contact.source)
+                    if not visible(entry.contact.source) or (profile is not None and not profile.proximity):
+                        continue
+                    if _is_company_entry(entry, head):
+                        found.append(entry)
+                if found:
+                    return [_render(e, selection, settings, index, phones, True) for e in found]
+    return []
+
+
+def _is_company_entry(entry: IndexedContact, head: str) -> bool:
+    """The contact stands for the company: its number is the head itself, or it has no personal name."""
+    if entry.contact.is_company_record:
+        return True
+    return any(n.head == head and n.is_head for n in entry.all_numbers())

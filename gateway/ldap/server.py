@@ -1,0 +1,372 @@
+"""The LDAP protocol adapter: ldaptor's LDAPServer with a fast search path.
+
+Requests are framed by our own bounded BER reader.  SearchRequests, the
+hot path, are decoded and answered with our codec (``gateway.ldap.ber``);
+every other operation is decoded by ldaptor and dispatched to the
+``handle_*`` methods below.  The directory is read-only: every write is
+refused with unwillingToPerform (53).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ldaptor.protocols import pureber, pureldap
+from ldaptor.protocols.ldap import ldaperrors
+from ldaptor.protocols.ldap.ldapserver import LDAPServer
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+
+from gateway.ldap import ber
+from gateway.ldap.directory import (
+    MANAGE_DSA_IT_OID,
+    PAGED_RESULTS_OID,
+    SORT_REQUEST_OID,
+    SORT_RESPONSE_OID,
+    Directory,
+)
+from gateway.ldap.evaluate import evaluate
+from gateway.ldap.filter import Equality, to_text
+from gateway.ldap.messages import SCOPE_BASE, Control, SearchRequest
+from gateway.ldap.schema import canonical_attribute, normalize_dn
+from gateway.ldap.search import QueryPhones, ResultEntry, SearchResult
+from gateway.text import fold
+
+__all__ = ["LDAPConnection", "LDAPServerFactory"]
+
+OP_SEARCH = 0x63
+OP_SEARCH_DONE = 0x65
+NOTICE_OF_DISCONNECTION = "1.3.6.1.4.1.1466.20036"
+_UNDERSTOOD_CONTROLS = {PAGED_RESULTS_OID, SORT_REQUEST_OID, MANAGE_DSA_IT_OID}
+
+
+class LDAPConnection(LDAPServer):
+    """One client connection."""
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer = bytearray()
+        self.peer = "?"
+
+    @property
+    def directory(self) -> Directory:
+        return self.factory.directory
+
+    # -- framing ---------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        limits = self.factory.limits
+        while self._buffer and self.connected:
+            try:
+                length = ber.frame(self._buffer, limits.max_pdu_size)
+            except ber.PDUTooLarge as e:
+                self._protocol_failure(f"request too large: {e}")
+                return
+            except ber.BERError as e:
+                self._protocol_failure(f"malformed request: {e}")
+                return
+            if length is None:
+                return
+            pdu = bytes(self._buffer[:length])
+            del self._buffer[:length]
+            self._dispatch(pdu)
+
+    def _dispatch(self, pdu: bytes) -> None:
+        try:
+            message = ber.decode_message(pdu)
+        except ber.BERError as e:
+            self._protocol_failure(f"malformed message: {e}")
+            return
+        if message.op_tag == OP_SEARCH:
+            self._search(message)
+            return
+        try:
+            decoded, _ = pureber.berDecodeObject(self.berdecoder, pdu)
+        except Exception as e:  # ldaptor raises assorted errors on bad input
+            self._protocol_failure(f"malformed {message.op_tag:#x} request: {e}")
+            return
+        if decoded is None or not isinstance(getattr(decoded, "value", None), pureldap.LDAPProtocolRequest):
+            self._protocol_failure("not an LDAP request")
+            return
+        self.handle(decoded)
+
+    def _protocol_failure(self, reason: str) -> None:
+        self.log.warn("LDAP client {peer} sent bad data: {reason}; closing", peer=self.peer, reason=reason)
+        if self.connected and self.transport is not None:
+            self.transport.write(
+                ber.encode_result(
+                    0, 0x78, 2, message="protocol error: " + reason[:200], response_name=NOTICE_OF_DISCONNECTION
+                )
+            )
+            self.transport.loseConnection()
+        self.connected = 0
+        self._buffer = bytearray()
+
+    # -- search (fast path) ------------------------------------------------
+
+    def _search(self, message) -> None:
+        mid = message.message_id
+        limits = self.factory.limits
+        try:
+            request = ber.decode_search(
+                message.op, max_depth=limits.max_filter_depth, max_items=limits.max_filter_items
+            )
+        except ber.FilterTooComplex as e:
+            self._write(ber.encode_result(mid, OP_SEARCH_DONE, 11, message=f"filter too complex: {e}"))
+            return
+        except ber.BERError as e:
+            self._write(ber.encode_result(mid, OP_SEARCH_DONE, 2, message=f"malformed search request: {e}"))
+            return
+        request = SearchRequest(
+            base=request.base,
+            scope=request.scope,
+            filter=request.filter,
+            attributes=request.attributes,
+            size_limit=request.size_limit,
+            time_limit=request.time_limit,
+            types_only=request.types_only,
+            deref_aliases=request.deref_aliases,
+            controls=message.controls,
+        )
+        for control in message.controls:
+            if control.critical and control.oid not in _UNDERSTOOD_CONTROLS:
+                self._write(
+                    ber.encode_result(mid, OP_SEARCH_DONE, 12, message=f"unsupported critical control {control.oid}")
+                )
+                return
+        if not self.may_search():
+            self._write(ber.encode_result(mid, OP_SEARCH_DONE, 50, message="anonymous access is not allowed"))
+            return
+        if request.base.strip() == "" and request.scope == SCOPE_BASE:
+            self._root_dse(mid, request)
+            return
+        result = self.directory.search(request, visible=self.visible)
+        self.factory.searched(result, request)
+        self._send_result(mid, request, result)
+
+    def _send_result(self, mid: int, request: SearchRequest, result: SearchResult) -> None:
+        entries = list(result.entries)
+        controls: list[Control] = []
+        code = result.result_code
+        message = result.message
+        sort = _control(request, SORT_REQUEST_OID)
+        if sort is not None:
+            try:
+                keys = ber.decode_sort_value(sort.value or b"")
+                entries = _sorted_entries(entries, keys)
+                controls.append(Control(SORT_RESPONSE_OID, False, ber.encode_sort_response_value(0)))
+            except ber.BERError:
+                controls.append(Control(SORT_RESPONSE_OID, False, ber.encode_sort_response_value(2)))
+        paged = _control(request, PAGED_RESULTS_OID)
+        if paged is not None:
+            try:
+                size, cookie = ber.decode_paged_results_value(paged.value or b"")
+            except ber.BERError:
+                self._write(ber.encode_result(mid, OP_SEARCH_DONE, 2, message="malformed paged results control"))
+                return
+            fingerprint = _fingerprint(request)
+            offset = 0
+            if cookie:
+                try:
+                    text = cookie.decode("ascii")
+                    stamp, _, number = text.partition(":")
+                    if stamp != fingerprint:
+                        raise ValueError
+                    offset = int(number)
+                except ValueError:
+                    self._write(ber.encode_result(mid, OP_SEARCH_DONE, 53, message="invalid paged results cookie"))
+                    return
+            if size == 0:
+                entries, next_cookie = [], b""
+            else:
+                end = offset + size
+                next_cookie = f"{fingerprint}:{end}".encode() if end < len(entries) else b""
+                entries = entries[offset:end]
+            if next_cookie:
+                code, message = 0, ""
+            controls.append(Control(PAGED_RESULTS_OID, False, ber.encode_paged_results_value(0, next_cookie)))
+        out = [ber.encode_search_entry(mid, e.dn, e.attributes, request.types_only) for e in entries]
+        out.append(
+            ber.encode_result(
+                mid, OP_SEARCH_DONE, code, matched_dn=result.matched_dn, message=message, controls=tuple(controls)
+            )
+        )
+        self._write(b"".join(out))
+
+    def _root_dse(self, mid: int, request: SearchRequest) -> None:
+        attributes = self.directory.root_dse()
+        view = _PlainView(attributes)
+        phones = QueryPhones(self.directory.index, self.directory.settings.numbers)
+        if evaluate(request.filter, view, phones) is not True:
+            self._write(ber.encode_result(mid, OP_SEARCH_DONE, 0))
+            return
+        wanted = [a.lower() for a in request.attributes if a not in ("1.1",)]
+        if wanted and not {"*", "+"} & set(wanted):
+            attributes = [(a, v) for a, v in attributes if a.lower() in wanted]
+        entry = ber.encode_search_entry(mid, "", [(a, v) for a, v in attributes if v], request.types_only)
+        self._write(entry + ber.encode_result(mid, OP_SEARCH_DONE, 0))
+
+    def _write(self, data: bytes) -> None:
+        if self.connected and self.transport is not None:
+            self.transport.write(data)
+
+    # -- access ------------------------------------------------------------
+
+    bound = False
+
+    def may_search(self) -> bool:
+        return self.bound or self.directory.anonymous
+
+    def visible(self, source: str) -> bool:
+        return True
+
+    # -- other operations (decoded by ldaptor) -----------------------------
+
+    def handle_LDAPBindRequest(self, request, controls, reply):
+        if request.version not in (2, 3):
+            return pureldap.LDAPBindResponse(resultCode=ldaperrors.LDAPProtocolError.resultCode,
+                                             errorMessage="LDAP version 2 or 3 only")
+        if request.sasl:
+            return pureldap.LDAPBindResponse(
+                resultCode=ldaperrors.LDAPAuthMethodNotSupported.resultCode,
+                errorMessage="SASL is not supported; use a simple bind",
+            )
+        name = request.dn.decode("utf-8", "replace") if isinstance(request.dn, bytes) else str(request.dn)
+        password = request.auth if isinstance(request.auth, bytes) else str(request.auth or "").encode()
+        if not password:
+            # anonymous (or unauthenticated: a name without a password, RFC 4513 5.1.2)
+            if self.directory.anonymous:
+                self.bound = False
+                return pureldap.LDAPBindResponse(resultCode=0)
+            return pureldap.LDAPBindResponse(resultCode=ldaperrors.LDAPInvalidCredentials.resultCode)
+        self.log.info("LDAP bind refused for {name!r} from {peer}", name=name, peer=self.peer)
+        return pureldap.LDAPBindResponse(resultCode=ldaperrors.LDAPInvalidCredentials.resultCode)
+
+    def handle_LDAPUnbindRequest(self, request, controls, reply):
+        self.transport.loseConnection()
+
+    def handle_LDAPAbandonRequest(self, request, controls, reply):
+        # searches are answered synchronously; there is never anything to abandon
+        return None
+
+    def handle_LDAPCompareRequest(self, request, controls, reply):
+        if not self.may_search():
+            return pureldap.LDAPCompareResponse(resultCode=50)
+        dn = request.entry.decode("utf-8", "replace") if isinstance(request.entry, bytes) else str(request.entry)
+        attr = request.ava.attributeDesc.value
+        value = request.ava.assertionValue.value
+        attr = attr.decode("utf-8", "replace") if isinstance(attr, bytes) else attr
+        value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        try:
+            parts = normalize_dn(dn)
+        except ValueError:
+            return pureldap.LDAPCompareResponse(resultCode=34)
+        settings = self.directory.settings
+        base = normalize_dn(settings.base_dn)
+        entry = None
+        if len(parts) == len(base) + 1 and parts[1:] == base and parts[0][0] == "uid":
+            entry = self.directory.index.by_uid(parts[0][1])
+        if entry is None or not self.visible(entry.contact.source):
+            return pureldap.LDAPCompareResponse(resultCode=32)
+        phones = QueryPhones(self.directory.index, settings.numbers)
+        matched = evaluate(Equality(attr, value), entry, phones)
+        if matched is None:
+            return pureldap.LDAPCompareResponse(resultCode=16)  # noSuchAttribute
+        return pureldap.LDAPCompareResponse(resultCode=6 if matched else 5)
+
+    def _refuse_write(self, response_class):
+        return response_class(
+            resultCode=ldaperrors.LDAPUnwillingToPerform.resultCode, errorMessage="this directory is read-only"
+        )
+
+    def handle_LDAPAddRequest(self, request, controls, reply):
+        return self._refuse_write(pureldap.LDAPAddResponse)
+
+    def handle_LDAPDelRequest(self, request, controls, reply):
+        return self._refuse_write(pureldap.LDAPDelResponse)
+
+    def handle_LDAPModifyRequest(self, request, controls, reply):
+        return self._refuse_write(pureldap.LDAPModifyResponse)
+
+    def handle_LDAPModifyDNRequest(self, request, controls, reply):
+        return self._refuse_write(pureldap.LDAPModifyDNResponse)
+
+    def handle_LDAPExtendedRequest(self, request, controls, reply):
+        name = request.requestName
+        name = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+        if name == "1.3.6.1.4.1.4203.1.11.3":  # Who am I?
+            return pureldap.LDAPExtendedResponse(resultCode=0, response=b"")
+        if name == "1.3.6.1.4.1.4203.1.11.1":  # password modify
+            return pureldap.LDAPExtendedResponse(
+                resultCode=ldaperrors.LDAPUnwillingToPerform.resultCode, errorMessage="this directory is read-only"
+            )
+        return pureldap.LDAPExtendedResponse(
+            resultCode=ldaperrors.LDAPProtocolError.resultCode, errorMessage=f"unsupported extended operation {name}"
+        )
+
+    handle_LDAPPasswordModifyRequest = handle_LDAPExtendedRequest
+    handle_LDAPStartTLSRequest = handle_LDAPExtendedRequest
+
+    def handleUnknown(self, request, controls, callback):
+        self.log.info("unsupported LDAP request {name} from {peer}", name=type(request).__name__, peer=self.peer)
+        return pureldap.LDAPExtendedResponse(
+            resultCode=ldaperrors.LDAPProtocolError.resultCode, errorMessage="unsupported request"
+        )
+
+
+class _PlainView:
+    def __init__(self, attributes) -> None:
+        self.values = {canonical_attribute(a) or a: tuple(v) for a, v in attributes}
+        self.folded: dict = {}
+        self.numbers: dict = {}
+
+
+def _control(request: SearchRequest, oid: str) -> Control | None:
+    for control in request.controls:
+        if control.oid == oid:
+            return control
+    return None
+
+
+def _fingerprint(request: SearchRequest) -> str:
+    text = "\x00".join(
+        [request.base, str(request.scope), to_text(request.filter), ",".join(request.attributes)]
+    )
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _sorted_entries(entries: list[ResultEntry], keys) -> list[ResultEntry]:
+    for attr, _rule, reverse in reversed(list(keys)):
+        canon = canonical_attribute(attr) or attr.lower()
+
+        def value(entry: ResultEntry, canon=canon) -> tuple[int, str]:
+            for name, values in entry.attributes:
+                if (canonical_attribute(name) or name.lower()) == canon and values:
+                    return (0, fold(values[0]))
+            return (1, "")
+
+        entries = sorted(entries, key=value, reverse=reverse)
+    return entries
+
+
+class LDAPServerFactory(ServerFactory):
+    """Makes connections that answer from one Directory."""
+
+    protocol = LDAPConnection
+
+    def __init__(self, directory: Directory, limits, on_search=None) -> None:
+        self.directory = directory
+        self.limits = limits
+        self._on_search = on_search
+
+    def searched(self, result: SearchResult, request: SearchRequest) -> None:
+        if self._on_search is not None:
+            self._on_search(result, request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.ldap import filter as F
-from gateway.ldap.schema import OBJECT_CATEGORY, OBJECT_CLASSES, PHONE_ATTRIBUTES, canonical_attribute
+from gateway.ldap.schema import OBJECT_CLASSES, PHONE_ATTRIBUTES, canonical_attribute
 from gateway.numbers import StoredNumber
 from gateway.text import fold
 
@@ -107,10 +107,10 @@ def evaluate(f: F.Filter, entry: EntryView, phones: PhoneQueries) -> bool | None
     attr = canonical_attribute(name)
     if attr is None:
         if name == "objectcategory":
-            return _match_fixed(f, (OBJECT_CATEGORY,))
+            return _match_fixed(f, entry.values.get("objectCategory", ()))
         return None
     if attr == "objectClass":
-        return _match_fixed(f, OBJECT_CLASSES)
+        return _match_fixed(f, entry.values.get("objectClass", OBJECT_CLASSES))
     if attr in _PHONES:
         return _match_phone(f, attr, entry, phones)
     if isinstance(f, F.Present):
@@ -138,7 +138,7 @@ def evaluate(f: F.Filter, entry: EntryView, phones: PhoneQueries) -> bool | None
 def _match_fixed(f: F.Filter, present: tuple[str, ...]) -> bool | None:
     folded = tuple(fold(v) for v in present)
     if isinstance(f, F.Present):
-        return True
+        return bool(folded)
     if isinstance(f, (F.Equality, F.Approx)):
         return fold(f.value) in folded
     if isinstance(f, F.Substrings):

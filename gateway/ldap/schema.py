@@ -221,7 +221,7 @@ def contact_attribute_values(contact: Contact) -> dict[str, tuple[str, ...]]:
     Phone values are the numbers as stored; the search layer may rewrite
     them into the configured output format.
     """
-    values: dict[str, tuple[str, ...]] = {"objectClass": OBJECT_CLASSES}
+    values: dict[str, tuple[str, ...]] = {"objectClass": OBJECT_CLASSES, "objectCategory": (OBJECT_CATEGORY,)}
     values["uid"] = (contact_rdn_value(contact),)
     name = contact.name
     values["cn"] = (name,)

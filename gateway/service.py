@@ -90,27 +90,53 @@ class ListenerService(Service):
 class Gateway:
     """The wired service and the parts tests and the CLI reach for."""
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any, clock: Any = None) -> None:
         self.config = config
         self.reactor = reactor
+        self.clock = clock or reactor
         self.index = ContactIndex(source_profile(config, s) for s in config.sources)
         self.directory = Directory(
-            self.index, search_settings(config), anonymous=config.ldap.anonymous, now=reactor.seconds,
+            self.index, search_settings(config), anonymous=config.ldap.anonymous, now=self.clock.seconds,
             vendor_version=__version__,
         )
         self.sources: dict[str, Service] = {}
         self.service = MultiService()
         for source in config.sources:
             if source.type == "json_file":
-                child = JsonFileSource(source.name, source.path or "", self.index.replace_source, reactor)
+                child = JsonFileSource(source.name, source.path or "", self.index.replace_source, self.clock)
                 child.load()
-            else:  # pragma: no cover - later sources
-                raise NotImplementedError(source.type)
+            else:
+                child = self._m365_source(source)
             child.setServiceParent(self.service)
             self.sources[source.name] = child
         self.factory = LDAPServerFactory(self.directory, config.ldap)
         self.listener = ListenerService(reactor, config.ldap.listen, self.factory)
         self.listener.setServiceParent(self.service)
+
+    def _m365_source(self, source: SourceConfig) -> Service:
+        from gateway.auth import MsalTokenProvider, resolve_proxy
+        from gateway.graph.client import GraphClient
+        from gateway.graph.http import make_http_client
+        from gateway.sync.m365 import M365Source
+
+        options = source.options["m365"]
+        http = make_http_client(self.reactor, options.ca_bundle, resolve_proxy(options.proxy, options.graph_url))
+        tokens = MsalTokenProvider(options, self.reactor, now=self.clock.seconds)
+        graph = GraphClient(http, tokens, self.clock, timeout=options.request_timeout)
+        return M365Source(
+            source.name,
+            graph,
+            self.index,
+            self.clock,
+            options.graph_url,
+            options.interval,
+            identity=options.identity(),
+            page_size=options.page_size,
+            saved=self.source_saved,
+        )
+
+    def source_saved(self, reason: str) -> None:
+        """A source reached a point worth saving (snapshots hook in here)."""
 
     @inlineCallbacks
     def start(self):
@@ -123,6 +149,6 @@ class Gateway:
         return self.service.stopService()
 
 
-def make_gateway(config: Config, reactor: Any) -> Gateway:
+def make_gateway(config: Config, reactor: Any, clock: Any = None) -> Gateway:
     """Wire dirgw from its configuration."""
-    return Gateway(config, reactor)
+    return Gateway(config, reactor, clock)

@@ -1,0 +1,1 @@
+"""Keeping sources in sync."""

@@ -1,0 +1,309 @@
+"""The ``m365_mail_contacts`` source: full import, then delta rounds, via Graph.
+
+A full import makes contacts searchable page by page when the source has
+nothing yet; a re-import (expired delta token) is staged while the old
+data keeps being served, then swapped in.  A delta round is collected
+whole and applied in one call, so no search sees half a round.  Every
+failure is logged and retried; nothing here stops the LDAP service.
+"""
+
+from __future__ import annotations
+
+import random
+import urllib.parse
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from gateway.auth import TokenError
+from gateway.graph.client import Forbidden, GraphClient, GraphError, ResyncRequired, Throttled, Transient, Unauthorized
+from gateway.graph.parse import SELECT_FIELDS, Change, GraphShapeError, Remove, Upsert, parse_page
+from gateway.index import ContactIndex
+from gateway.model import Contact
+from gateway.sync.policy import retry_delay
+
+__all__ = ["SyncState", "M365Source", "initial_delta_url"]
+
+
+def initial_delta_url(graph_url: str, page_size: int | None = None) -> str:
+    """The first delta request; ``page_size`` asks via ``Prefer: odata.maxpagesize`` (no $top on delta)."""
+    query = {"$select": ",".join(SELECT_FIELDS)}
+    return f"{graph_url}/v1.0/contacts/delta?" + urllib.parse.urlencode(query, safe="$,")
+
+
+class SyncState:
+    """What a source knows about its sync; saved in snapshots, shown in status."""
+
+    def __init__(self) -> None:
+        self.delta_link: str | None = None
+        self.next_link: str | None = None  # resume point of an interrupted import
+        self.identity: tuple[str, ...] | None = None
+        self.state = "starting"  # starting | importing | idle | backing_off | failed
+        self.reason: str | None = None
+        self.pages = 0
+        self.imported = 0
+        self.import_started: float | None = None
+        self.last_success: float | None = None
+        self.next_sync: float | None = None
+        self.backoff_until: float | None = None
+        self.throttled = 0
+        self.last_error: str | None = None
+        self.rounds = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SyncState":
+        state = cls()
+        for key in ("delta_link", "next_link", "last_success"):
+            if key in data:
+                setattr(state, key, data[key])
+        if data.get("identity"):
+            state.identity = tuple(data["identity"])
+        return state
+
+
+class M365Source(Service):
+    """Keeps one source of the index equal to a tenant's mail contacts."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        name: str,
+        graph: GraphClient,
+        index: ContactIndex,
+        clock: Any,
+        graph_url: str,
+        interval: float,
+        identity: tuple[str, ...],
+        page_size: int | None = None,
+        state: SyncState | None = None,
+        saved: Callable[[str], object] | None = None,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.name = name
+        self._graph = graph
+        self._index = index
+        self._clock = clock
+        self._graph_url = graph_url
+        self.interval = interval
+        self._page_size = page_size
+        self._saved = saved or (lambda reason: None)
+        self._rng = rng or random.Random()
+        self._wall = wall_clock or clock.seconds
+        self.state = state or SyncState()
+        if self.state.identity is not None and tuple(self.state.identity) != tuple(identity):
+            self.log.info("source {source}: tenant or client changed; starting a full import", source=name)
+            self.state.delta_link = None
+            self.state.next_link = None
+        self.state.identity = tuple(identity)
+        self._running: Deferred | None = None
+        self._timer: Any = None
+        self._stopping = False
+
+    # -- service -----------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        self._schedule(0)
+
+    def stopService(self):
+        super().stopService()
+        self._stopping = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if self._running is not None:
+            running, self._running = self._running, None
+            running.cancel()
+        return None
+
+    def _schedule(self, delay: float) -> None:
+        if self._stopping:
+            return
+        self.state.next_sync = self._wall() + delay
+        self._timer = self._clock.callLater(delay, self._start_round)
+
+    def _start_round(self) -> None:
+        self._timer = None
+        self._running = ensureDeferred(self.sync_once())
+        self._running.addErrback(self._unexpected)
+        self._running.addBoth(self._round_done)
+
+    def _unexpected(self, failure) -> None:
+        from twisted.internet.defer import CancelledError
+
+        if failure.check(CancelledError):
+            return None
+        self.log.failure("source {source}: unexpected error in sync round", failure, source=self.name)
+        self.state.state = "failed"
+        self.state.reason = f"internal error: {failure.getErrorMessage()}"
+        return None
+
+    def _round_done(self, _: object) -> None:
+        self._running = None
+        if not self._stopping:
+            self._schedule(self.interval)
+
+    # -- one round ---------------------------------------------------------
+
+    async def sync_once(self) -> bool:
+        """One import or delta round; True on success."""
+        try:
+            if self.state.delta_link is None:
+                await self._full_import()
+            else:
+                try:
+                    await self._delta_round()
+                except ResyncRequired as e:
+                    self.log.warn("source {source}: delta token expired ({code}); re-importing, old data stays",
+                                  source=self.name, code=e.code)
+                    self.state.delta_link = None
+                    self.state.next_link = None
+                    await self._full_import()
+        except Forbidden as e:
+            self._fail(f"permission missing: the app needs OrgContact.Read.All (application) with admin consent "
+                       f"({e.code})")
+            return False
+        except Unauthorized as e:
+            self._fail(f"token refused by Graph ({e.code}: {e.message})")
+            return False
+        except TokenError as e:
+            self._fail(f"cannot get a token: {e.code}: {e.description}")
+            return False
+        except GraphError as e:
+            self._fail(f"Graph error: {e}")
+            return False
+        self.state.state = "idle"
+        self.state.reason = None
+        self.state.last_success = self._wall()
+        self.state.rounds += 1
+        return True
+
+    def _fail(self, reason: str) -> None:
+        self.state.state = "failed"
+        self.state.reason = reason
+        self.state.last_error = reason
+        self.log.error("source {source}: {reason}; serving the last good data, retrying in {interval:g}s",
+                       source=self.name, reason=reason, interval=self.interval)
+
+    async def _get(self, url: str) -> dict[str, Any]:
+        """One page, retried through throttling and transient faults."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                headers = {"Prefer": f"odata.maxpagesize={self._page_size}"} if self._page_size else None
+                page = await self._graph.get_json(url, headers)
+                if self.state.state == "backing_off":
+                    self.state.state = "importing" if self.state.delta_link is None else "idle"
+                self.state.backoff_until = None
+                return page
+            except Throttled as e:
+                self.state.throttled += 1
+                delay = retry_delay(attempt, e.retry_after, self._rng)
+                why = f"throttled ({e.status}), Retry-After {e.retry_after}"
+            except Transient as e:
+                delay = retry_delay(attempt, None, self._rng)
+                why = f"{e.code} ({e.status or 'no answer'})"
+            except TokenError as e:
+                if not e.transient:
+                    raise
+                delay = retry_delay(attempt, e.retry_after, self._rng)
+                why = f"token endpoint: {e.code}"
+            self.state.last_error = why
+            self.state.state = "backing_off"
+            self.state.backoff_until = self._wall() + delay
+            self.log.warn("source {source}: {why}; retrying in {delay:.1f}s", source=self.name, why=why, delay=delay)
+            await deferLater(self._clock, delay, lambda: None)
+
+    def _parse(self, body: dict[str, Any]):
+        try:
+            return parse_page(body, self.name)
+        except GraphShapeError as e:
+            raise Transient(200, "malformed", f"unexpected page shape: {e}")
+
+    async def _pages(self, url: str):
+        while True:
+            attempt = 0
+            while True:
+                body = await self._get(url)
+                try:
+                    page = self._parse(body)
+                    break
+                except Transient as e:
+                    attempt += 1
+                    delay = retry_delay(attempt, None, self._rng)
+                    self.state.last_error = e.message
+                    self.log.warn("source {source}: {why}; retrying in {delay:.1f}s", source=self.name,
+                                  why=e.message, delay=delay)
+                    await deferLater(self._clock, delay, lambda: None)
+            for problem in page.skipped:
+                self.log.warn("source {source}: skipped {problem}", source=self.name, problem=problem)
+            yield page
+            if page.delta_link:
+                return
+            if not page.next_link:
+                raise Transient(200, "malformed", "a page with neither nextLink nor deltaLink")
+            url = page.next_link
+
+    async def _full_import(self) -> None:
+        state = self.state
+        progressive = not any(True for _ in self._index.contacts(self.name)) or state.next_link is not None
+        url = state.next_link or initial_delta_url(self._graph_url, self._page_size)
+        staged: dict[str, Contact] = {c.id: c for c in self._index.contacts(self.name)} if state.next_link else {}
+        state.state = "importing"
+        state.import_started = self._wall()
+        state.pages = 0
+        state.imported = len(staged)
+        self.log.info("source {source}: full import {how}", source=self.name,
+                      how="resuming" if state.next_link else "started")
+        async for page in self._pages(url):
+            changes: list[Change] = []
+            for change in page.changes:
+                if isinstance(change, Upsert):
+                    staged[change.contact.id] = change.contact
+                    changes.append(change)
+                elif isinstance(change, Remove):
+                    if staged.pop(change.id, None) is not None:
+                        changes.append(change)
+            if progressive:
+                self._index.apply(changes)
+                state.next_link = page.next_link
+            state.pages += 1
+            state.imported = len(staged)
+            if state.pages % 10 == 0:
+                elapsed = max(1e-6, self._wall() - (state.import_started or self._wall()))
+                self.log.info("source {source}: import page {pages}, {count} contacts ({rate:.0f}/s)",
+                              source=self.name, pages=state.pages, count=state.imported, rate=state.imported / elapsed)
+                if progressive:
+                    self._saved("import_progress")
+            if page.delta_link:
+                state.delta_link = page.delta_link
+        self._index.replace_source(self.name, staged.values())
+        state.next_link = None
+        self.log.info("source {source}: full import done: {count} contacts in {pages} pages", source=self.name,
+                      count=len(staged), pages=state.pages)
+        self._saved("import_done")
+
+    async def _delta_round(self) -> None:
+        state = self.state
+        assert state.delta_link
+        changes: list[Change] = []
+        new_link = None
+        pages = 0
+        async for page in self._pages(state.delta_link):
+            changes.extend(page.changes)
+            pages += 1
+            new_link = page.delta_link
+        upserted, removed = self._index.apply(changes)
+        state.delta_link = new_link
+        self.log.info("source {source}: delta round: {up} added or changed, {rm} removed, {pages} pages",
+                      source=self.name, up=upserted, rm=removed, pages=pages)
+        self._saved("delta_round")

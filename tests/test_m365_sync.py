@@ -1,0 +1,238 @@
+"""Microsoft 365 sync against the Graph emulator: real msal, real treq, real HTTPS on loopback.
+
+These tests run on the real reactor (trial TestCase, which pytest runs as it is)
+because msal works in the reactor's thread pool and HTTPS needs real sockets.
+Time that matters (retry backoff, intervals, request timeouts) is on injected
+``task.Clock`` objects that the tests advance; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import uuid
+
+from twisted.internet import reactor
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import TestCase
+
+from gateway.auth import MsalTokenProvider
+from gateway.config import parse_config
+from gateway.graph.client import GraphClient
+from gateway.graph.http import make_http_client
+from gateway.index import ContactIndex
+from gateway.sync.m365 import M365Source
+from gateway.testing.emulator import GraphEmulator
+from gateway.testing.faults import Fault
+from tests.support import contact
+
+
+def people(n, prefix="p"):
+    return [contact(f"{prefix}-{i}", given=f"Given{i}", surname=f"Surname{i}", company="Acme GmbH",
+                    phones=[("business", f"+49 89 1234-{100 + i}")]) for i in range(n)]
+
+
+async def until(condition, clocks=(), limit=20000):
+    """Spin the real reactor (for I/O and msal threads) until ``condition()``; advance the
+    given fake clocks to their next call whenever nothing else can move."""
+    for i in range(limit):
+        if condition():
+            return
+        await deferLater(reactor, 0, lambda: None)
+        if i % 20 == 19:
+            for clock in clocks:
+                calls = clock.getDelayedCalls()
+                if calls:
+                    clock.advance(max(0.0, min(c.getTime() for c in calls) - clock.seconds()))
+    raise AssertionError("condition not reached")
+
+
+class SyncTests(TestCase):
+    timeout = 120
+
+    async def setUp(self):
+        directory = tempfile.mkdtemp(prefix="dirgw-sync-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.emulator = GraphEmulator(reactor, directory, page_size=7)
+        os.makedirs(self.emulator.state_dir, exist_ok=True)
+        await self.emulator.start()
+        self.addCleanup(lambda: __import__("twisted.internet.defer", fromlist=["x"]).ensureDeferred(
+            self.emulator.stop()))
+        self.secret = "s3cr3t-" + uuid.uuid4().hex
+        self.app = self.emulator.register_app(secret=self.secret)
+        self.secret_file = os.path.join(str(self.emulator.state_dir), "client.secret")
+        with open(self.secret_file, "w") as f:
+            f.write(self.secret)
+        self.clock = Clock()
+        self.timeouts = Clock()
+        self.index = ContactIndex()
+
+    def source(self, name="m365", secret_file=None, interval="5m"):
+        values = self.emulator.source_config(self.app.client_id, secret_file or self.secret_file)
+        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
+        config = parse_config(
+            f'[[sources]]\nname = "{name}"\ntype = "m365_mail_contacts"\n{lines}\ninterval = "{interval}"\n',
+            os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
+        )
+        options = config.sources[0].options["m365"]
+        http = make_http_client(reactor, options.ca_bundle)
+        self.addCleanup(http._agent._pool.closeCachedConnections)
+        tokens = MsalTokenProvider(options, reactor, now=self.clock.seconds)
+        graph = GraphClient(http, tokens, self.timeouts, timeout=30)
+        return M365Source(name, graph, self.index, self.clock, options.graph_url, options.interval,
+                          identity=options.identity(), rng=random.Random(1))
+
+    def names(self, source="m365"):
+        return sorted(c.name for c in self.index.contacts(source))
+
+    async def run_round(self, source):
+        from twisted.internet.defer import ensureDeferred
+
+        d = ensureDeferred(source.sync_once())
+        outcome = []
+        d.addBoth(outcome.append)
+        await until(lambda: outcome, clocks=(self.clock,))
+        if isinstance(outcome[0], BaseException) or hasattr(outcome[0], "raiseException"):
+            outcome[0].raiseException()
+        return outcome[0]
+
+    async def test_full_import_across_many_pages_then_delta(self):
+        """A full import follows nextLinks to the deltaLink; a delta round applies adds, changes and removals."""
+        self.emulator.seed_contacts(people(50))
+        source = self.source()
+        self.assertTrue(await self.run_round(source))
+        self.assertEqual(len(self.names()), 50)
+        self.assertGreaterEqual(source.state.pages, 8)
+        self.assertIsNotNone(source.state.delta_link)
+
+        self.emulator.add_contact(contact("new-1", given="Neu", surname="Kunde", phones=[("mobile", "0171 5550001")]))
+        self.emulator.change_contact("p-3", displayName="Given3 Umbenannt", surname="Umbenannt")
+        self.emulator.remove_contact("p-4")
+        self.emulator.remove_contact("p-5", permanent=True)
+        self.assertTrue(await self.run_round(source))
+        names = self.names()
+        self.assertEqual(len(names), 49)
+        self.assertIn("Neu Kunde", names)
+        self.assertIn("Given3 Umbenannt", names)
+        self.assertNotIn("Given4 Surname4", names)
+        delta_requests = [r for r in self.emulator.requests if r.kind == "delta"]
+        self.assertTrue(any("deltatoken" in r.query.lower() for r in delta_requests))
+
+    async def test_throttling_honours_retry_after(self):
+        """429 and 503 wait Retry-After seconds on the clock, then the same page is fetched again."""
+        self.emulator.seed_contacts(people(20))
+        self.emulator.inject("delta", Fault.throttle(17), count=2)
+        self.emulator.inject("delta", Fault.unavailable(5), count=1)
+        source = self.source()
+        start = self.clock.seconds()
+        self.assertTrue(await self.run_round(source))
+        self.assertEqual(len(self.names()), 20)
+        self.assertEqual(source.state.throttled, 3)
+        self.assertGreaterEqual(self.clock.seconds() - start, 17 + 17 + 5)
+
+    async def test_transient_faults_retry_with_backoff(self):
+        """500, 504, dropped connections and malformed or truncated JSON are retried; nothing is lost."""
+        self.emulator.seed_contacts(people(30))
+        for fault in (Fault.error(500), Fault.error(504), Fault.drop(), Fault.truncated_json(),
+                      Fault.malformed_json(), Fault.wrong_shape(), Fault.cut()):
+            self.emulator.inject("delta", fault)
+        source = self.source()
+        self.assertTrue(await self.run_round(source))
+        self.assertEqual(len(self.names()), 30)
+
+    async def test_request_timeout(self):
+        """A page that never comes is abandoned after the timeout and fetched again."""
+        self.emulator.seed_contacts(people(5))
+        self.emulator.inject("delta", Fault.slow(3600))
+        source = self.source()
+        from twisted.internet.defer import ensureDeferred
+
+        outcome = []
+        ensureDeferred(source.sync_once()).addBoth(outcome.append)
+        await until(lambda: self.emulator.faults.pending("delta") == 0)
+        await until(lambda: self.timeouts.getDelayedCalls())
+        self.timeouts.advance(31)
+        await until(lambda: outcome, clocks=(self.clock,))
+        self.assertEqual(outcome, [True])
+        self.assertEqual(len(self.names()), 5)
+
+    async def test_expired_delta_token_reimports_while_serving_old_data(self):
+        """400 syncStateNotFound starts a full re-import; the old data stays until the swap."""
+        self.emulator.seed_contacts(people(10))
+        source = self.source()
+        await self.run_round(source)
+        self.emulator.remove_contact("p-1", permanent=True)
+        self.emulator.expire_delta_tokens()
+        self.emulator.inject("delta", Fault.slow(0.05))
+        self.assertTrue(await self.run_round(source))
+        self.assertEqual(len(self.names()), 9)
+
+    async def test_forced_reset_410(self):
+        """410 Gone starts a full re-import."""
+        self.emulator.seed_contacts(people(6))
+        source = self.source()
+        await self.run_round(source)
+        self.emulator.reset_delta_sync()
+        self.emulator.add_contact(contact("late", given="Spät", surname="Dazu"))
+        self.assertTrue(await self.run_round(source))
+        self.assertIn("Spät Dazu", self.names())
+
+    async def test_missing_permission_stops_source_but_keeps_data(self):
+        """403 names the missing permission; the last good data keeps being served."""
+        self.emulator.seed_contacts(people(4))
+        source = self.source()
+        await self.run_round(source)
+        self.app.roles = ()
+        self.emulator.revoke_tokens()
+        self.emulator.add_contact(contact("x", given="Nicht", surname="Sichtbar"))
+        self.assertFalse(await self.run_round(source))
+        self.assertEqual(source.state.state, "failed")
+        self.assertIn("OrgContact.Read.All", source.state.reason)
+        self.assertEqual(len(self.names()), 4)
+
+    async def test_wrong_secret(self):
+        """A wrong client secret is reported as a credential problem, and the secret is not shown."""
+        bad = os.path.join(str(self.emulator.state_dir), "bad.secret")
+        with open(bad, "w") as f:
+            f.write("wrong-secret-value")
+        source = self.source(secret_file=bad)
+        self.assertFalse(await self.run_round(source))
+        self.assertIn("invalid_client", source.state.reason)
+        self.assertNotIn("wrong-secret-value", source.state.reason)
+
+    async def test_expired_access_token_gets_a_fresh_one(self):
+        """401 on an expired token: one fresh token, then the page."""
+        self.emulator.seed_contacts(people(3))
+        source = self.source()
+        await self.run_round(source)
+        self.emulator.revoke_tokens()
+        self.emulator.add_contact(contact("y", given="Nach", surname="Erneuerung"))
+        self.assertTrue(await self.run_round(source))
+        self.assertIn("Nach Erneuerung", self.names())
+
+    async def test_two_sources_side_by_side(self):
+        """Two tenants sync into one index without touching each other's contacts."""
+        self.emulator.seed_contacts(people(3, "a"))
+        other = self.emulator.add_tenant("fabrikam.onmicrosoft.com")
+        self.emulator.seed_contacts(people(2, "b"), tenant=other)
+        app2 = self.emulator.register_app(secret=self.secret, tenant=other)
+        first = self.source("one")
+        values = self.emulator.source_config(app2.client_id, self.secret_file, tenant=other)
+        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
+        config = parse_config(f'[[sources]]\nname = "two"\ntype = "m365_mail_contacts"\n{lines}\n',
+                              os.path.join(str(self.emulator.state_dir), "x.toml"))
+        options = config.sources[0].options["m365"]
+        http = make_http_client(reactor, options.ca_bundle)
+        self.addCleanup(http._agent._pool.closeCachedConnections)
+        second = M365Source("two", GraphClient(http, MsalTokenProvider(options, reactor), self.timeouts),
+                            self.index, self.clock, options.graph_url, 300, identity=options.identity())
+        await self.run_round(first)
+        await self.run_round(second)
+        self.assertEqual(len(self.names("one")), 3)
+        self.assertEqual(len(self.names("two")), 2)
+        self.emulator.remove_contact("a-0")
+        await self.run_round(first)
+        self.assertEqual(len(self.names("one")), 2)
+        self.assertEqual(len(self.names("two")), 2)

@@ -27,15 +27,33 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=("text", "json"), default="text")
     serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
 
+    for name, (_, text) in _DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
+
     check = sub.add_parser("check-config", help="validate a configuration file and its sources")
     check.add_argument("file", nargs="?", default=None)
     check.add_argument("--config", "-c", dest="config_opt", default=None)
     return parser
 
 
+#: Commands implemented by their own modules: name -> (module, help).
+_DELEGATED = {
+    "demo": ("gateway.demo", "run the demo: an emulated Microsoft 365 tenant and the gateway on loopback"),
+    "emulator": ("gateway.testing.emulator_cli", "run the Microsoft 365 (Graph) emulator standalone"),
+}
+
+
 def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        import importlib
+
+        module = importlib.import_module(_DELEGATED[argv[0]][0])
+        if argv[0] == "emulator":
+            return module.main(argv[1:], stdout)
+        return module.main(argv[1:], stdout, stderr)
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file or args.config_opt or "dirgw.toml", stdout, stderr)

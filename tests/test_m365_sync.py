@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 import uuid
 
 from twisted.internet import reactor
@@ -34,10 +35,14 @@ def people(n, prefix="p"):
                     phones=[("business", f"+49 89 1234-{100 + i}")]) for i in range(n)]
 
 
-async def until(condition, clocks=(), limit=20000):
+async def until(condition, clocks=(), limit=60.0):
     """Spin the real reactor (for I/O and msal threads) until ``condition()``; advance the
-    given fake clocks to their next call whenever nothing else can move."""
-    for i in range(limit):
+    given fake clocks to their next call now and then.  ``limit`` (seconds) only guards
+    against a hang; nothing waits on real time for behaviour."""
+    deadline = time.monotonic() + limit
+    i = 0
+    while time.monotonic() < deadline:
+        i += 1
         if condition():
             return
         await deferLater(reactor, 0, lambda: None)
@@ -49,7 +54,7 @@ async def until(condition, clocks=(), limit=20000):
     raise AssertionError("condition not reached")
 
 
-class SyncTests(TestCase):
+class EmulatorCase(TestCase):
     timeout = 120
 
     async def setUp(self):
@@ -98,6 +103,8 @@ class SyncTests(TestCase):
             outcome[0].raiseException()
         return outcome[0]
 
+
+class SyncTests(EmulatorCase):
     async def test_full_import_across_many_pages_then_delta(self):
         """A full import follows nextLinks to the deltaLink; a delta round applies adds, changes and removals."""
         self.emulator.seed_contacts(people(50))
@@ -236,3 +243,50 @@ class SyncTests(TestCase):
         await self.run_round(first)
         self.assertEqual(len(self.names("one")), 2)
         self.assertEqual(len(self.names("two")), 2)
+
+
+class ProxyTests(EmulatorCase):
+    """Both msal (token) and treq (Graph) reach the tenant through an HTTP CONNECT proxy."""
+
+    async def test_sync_through_connect_proxy(self):
+        from gateway.testing.proxy import ConnectProxy
+
+        proxy = ConnectProxy(reactor, credentials="dirgw:pa ss")
+        await proxy.start()
+        self.addCleanup(lambda: __import__("twisted.internet.defer", fromlist=["x"]).ensureDeferred(proxy.stop()))
+        self.emulator.seed_contacts(people(12))
+        url = proxy.url.replace("http://", "http://dirgw:pa%20ss@")
+        values = self.emulator.source_config(self.app.client_id, self.secret_file)
+        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
+        config = parse_config(
+            f'[[sources]]\nname = "m365"\ntype = "m365_mail_contacts"\n{lines}\nproxy = "{url}"\n',
+            os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
+        )
+        options = config.sources[0].options["m365"]
+        http = make_http_client(reactor, options.ca_bundle, options.proxy)
+        self.addCleanup(http._agent._pool.closeCachedConnections)
+        source = M365Source("m365", GraphClient(http, MsalTokenProvider(options, reactor), self.timeouts),
+                            self.index, self.clock, options.graph_url, 300, identity=options.identity())
+        self.assertTrue(await self.run_round(source))
+        self.assertEqual(len(self.names()), 12)
+        port = self.emulator.port
+        self.assertGreaterEqual(proxy.tunnels.count(f"127.0.0.1:{port}"), 2)  # msal's and treq's
+
+    async def test_proxy_refusing_credentials(self):
+        from gateway.testing.proxy import ConnectProxy
+
+        proxy = ConnectProxy(reactor, credentials="right:pw")
+        await proxy.start()
+        self.addCleanup(lambda: __import__("twisted.internet.defer", fromlist=["x"]).ensureDeferred(proxy.stop()))
+        values = self.emulator.source_config(self.app.client_id, self.secret_file)
+        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
+        config = parse_config(
+            f'[[sources]]\nname = "m365"\ntype = "m365_mail_contacts"\n{lines}\nproxy = "{proxy.url}"\n',
+            os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
+        )
+        options = config.sources[0].options["m365"]
+        tokens = MsalTokenProvider(options, reactor)
+        with self.assertRaises(Exception) as info:
+            await tokens.token()
+        self.assertIn("unreachable", str(info.exception))
+        self.assertGreaterEqual(proxy.refused, 1)

@@ -290,3 +290,79 @@ class ProxyTests(EmulatorCase):
             await tokens.token()
         self.assertIn("unreachable", str(info.exception))
         self.assertGreaterEqual(proxy.refused, 1)
+
+
+class RoundAtomicityTests(EmulatorCase):
+    async def test_search_never_sees_half_a_round(self):
+        """Pages of a delta round are applied together: while the second page is still on its way,
+        searches see none of the first page's changes; afterwards they see all of them."""
+        from twisted.internet.defer import Deferred, ensureDeferred
+
+        self.emulator.seed_contacts(people(5))
+        source = self.source()
+        await self.run_round(source)
+        for i in range(12):  # two pages of 7
+            self.emulator.add_contact(contact(f"n-{i}", given="Neu", surname=f"Nummer{i}"))
+        gate = Deferred()
+        graph = source._graph
+        real_get = graph.get_json
+        calls = []
+
+        async def gated(url, headers=None):
+            calls.append(url)
+            if len(calls) == 2:
+                await gate
+            return await real_get(url, headers)
+
+        graph.get_json = gated
+        outcome = []
+        ensureDeferred(source.sync_once()).addBoth(outcome.append)
+        await until(lambda: len(calls) == 2)
+        self.assertEqual(len(self.names()), 5)  # the first page arrived, but nothing is applied yet
+        gate.callback(None)
+        await until(lambda: outcome, clocks=(self.clock,))
+        self.assertEqual(outcome, [True])
+        self.assertEqual(len(self.names()), 17)
+
+
+class GatewayDuringImportTests(EmulatorCase):
+    async def test_ldap_answers_while_a_large_import_runs(self):
+        """Names become searchable as pages arrive, and LDAP answers throughout the import."""
+        from twisted.internet.defer import ensureDeferred
+        from twisted.internet.threads import deferToThread
+
+        import ldap3
+
+        from gateway.service import make_gateway
+
+        self.emulator.seed_contacts(people(300))
+        self.emulator.settings.update({"page_size": 20, "latency": 0.01})
+        values = self.emulator.source_config(self.app.client_id, self.secret_file)
+        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
+        config = parse_config(
+            f'[ldap]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
+            f'[[sources]]\nname = "m365"\ntype = "m365_mail_contacts"\n{lines}\n',
+            os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
+        )
+        gateway = make_gateway(config, reactor, clock=self.clock)
+        await gateway.start()
+        self.addCleanup(gateway.stop)
+        port = gateway.listener.ports[0].getHost().port
+
+        def count_people():
+            conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=port, get_info=ldap3.NONE), auto_bind=True)
+            conn.search("dc=example,dc=com", "(o=Acme GmbH)", attributes=["cn"], size_limit=0)
+            n = len(conn.entries)
+            conn.unbind()
+            return n
+
+        self.clock.advance(0)  # the first round starts
+        seen = []
+        source = gateway.sources["m365"]
+        while source.state.state != "idle":
+            seen.append(await deferToThread(count_people))
+        seen.append(await deferToThread(count_people))
+        self.assertEqual(seen[-1], 300)
+        partial = [n for n in seen if 0 < n < 300]
+        self.assertTrue(partial, f"no partial result seen during the import: {seen}")
+        self.assertEqual(seen, sorted(seen))

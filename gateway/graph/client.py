@@ -129,6 +129,13 @@ class GraphClient:
         self._wall_clock = wall_clock or clock.seconds
         self.responses: dict[int, int] = {}
 
+    def close(self) -> Any:
+        """Close idle persistent connections (on stop)."""
+        pool = getattr(self._http, "pool", None)
+        if pool is not None:
+            return pool.closeCachedConnections()
+        return None
+
     async def get_json(self, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
         """One page; retries a 401 once with a fresh token."""
         try:

@@ -46,4 +46,6 @@ def make_http_client(reactor: Any, ca_bundle: str | None = None, proxy: str | No
         agent = tunneling_agent(reactor, proxy, policy, pool)
     else:
         agent = Agent(reactor, contextFactory=policy, pool=pool)
-    return treq.client.HTTPClient(agent)
+    client = treq.client.HTTPClient(agent)
+    client.pool = pool  # type: ignore[attr-defined]  # so the owner can close idle connections
+    return client

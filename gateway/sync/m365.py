@@ -122,7 +122,7 @@ class M365Source(Service):
         if self._running is not None:
             running, self._running = self._running, None
             running.cancel()
-        return None
+        return self._graph.close()
 
     def _schedule(self, delay: float) -> None:
         if self._stopping:

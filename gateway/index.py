@@ -17,7 +17,7 @@ from gateway.model import Contact
 from gateway.numbers import NumberSettings, StoredNumber, parse_stored
 from gateway.text import fold
 
-__all__ = ["IndexedContact", "ContactIndex", "SourceProfile"]
+__all__ = ["IndexedContact", "ContactIndex", "SourceProfile", "Prepared"]
 
 ContactKey = tuple[str, str]
 
@@ -62,6 +62,15 @@ class IndexedContact:
             yield from numbers
 
 
+class Prepared:
+    """An upsert whose expensive part (number parsing, folding) is already done."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: IndexedContact) -> None:
+        self.entry = entry
+
+
 class ContactIndex:
     """All contacts of all sources, with secondary indexes."""
 
@@ -84,13 +93,35 @@ class ContactIndex:
         self.profiles[profile.name] = profile
         if old is not None and (old.priority, old.numbers) != (profile.priority, profile.numbers):
             contacts = [e.contact for e in self._by_key.values() if e.contact.source == profile.name]
-            self.apply([Upsert(c) for c in contacts])
+            for contact in contacts:
+                self._remove(contact.key)
+                self._add(contact)
+            self.generation += 1
 
-    def apply(self, changes: Iterable[Change]) -> tuple[int, int]:
-        """Apply a batch of changes; returns (upserted, removed). Idempotent."""
+    def prepare(self, contact: Contact) -> Prepared:
+        """Do the expensive part of an upsert now (may run in slices before ``apply``)."""
+        return Prepared(IndexedContact(contact, self._profile(contact.source)))
+
+    def unchanged(self, contact: Contact) -> bool:
+        """True when the index already holds exactly this contact."""
+        current = self._by_key.get(contact.key)
+        return current is not None and current.contact == contact
+
+    def apply(self, changes: Iterable[Change | Prepared]) -> tuple[int, int]:
+        """Apply a batch of changes in one go; returns (upserted, removed). Idempotent."""
         upserted = removed = 0
         for change in changes:
-            if isinstance(change, Upsert):
+            if isinstance(change, Prepared):
+                entry = change.entry
+                current = self._by_key.get(entry.key)
+                if current is not None and current.contact == entry.contact:
+                    continue
+                self._remove(entry.key)
+                self._insert(entry)
+                upserted += 1
+            elif isinstance(change, Upsert):
+                if self.unchanged(change.contact):
+                    continue
                 self._remove(change.contact.key)
                 self._add(change.contact)
                 upserted += 1
@@ -118,12 +149,17 @@ class ContactIndex:
         self.profiles.pop(source, None)
         return len(keys)
 
-    def _add(self, contact: Contact) -> None:
-        profile = self.profiles.get(contact.source)
+    def _profile(self, source: str) -> SourceProfile:
+        profile = self.profiles.get(source)
         if profile is None:
-            profile = self.profiles[contact.source] = SourceProfile(contact.source, 100, NumberSettings())
-        entry = IndexedContact(contact, profile)
-        key = contact.key
+            profile = self.profiles[source] = SourceProfile(source, 100, NumberSettings())
+        return profile
+
+    def _add(self, contact: Contact) -> None:
+        self._insert(IndexedContact(contact, self._profile(contact.source)))
+
+    def _insert(self, entry: IndexedContact) -> None:
+        key = entry.key
         self._by_key[key] = entry
         self._by_uid[entry.uid] = entry
         self._sorted.add(entry.sort_key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import urllib.parse
+from contextlib import aclosing
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -21,11 +22,14 @@ from twisted.logger import Logger
 from gateway.auth import TokenError
 from gateway.graph.client import Forbidden, GraphClient, GraphError, ResyncRequired, Throttled, Transient, Unauthorized
 from gateway.graph.parse import SELECT_FIELDS, Change, GraphShapeError, Remove, Upsert, parse_page
-from gateway.index import ContactIndex
+from gateway.index import ContactIndex, Prepared
 from gateway.model import Contact
 from gateway.sync.policy import retry_delay
 
 __all__ = ["SyncState", "M365Source", "initial_delta_url"]
+
+#: Contacts prepared between two chances for the reactor to answer LDAP requests.
+SLICE = 25
 
 
 def initial_delta_url(graph_url: str, page_size: int | None = None) -> str:
@@ -229,64 +233,106 @@ class M365Source(Service):
         except GraphShapeError as e:
             raise Transient(200, "malformed", f"unexpected page shape: {e}")
 
-    async def _pages(self, url: str):
+    async def _page(self, url: str):
+        """One parsed page, retried through faults (a malformed page is fetched again)."""
+        attempt = 0
         while True:
-            attempt = 0
+            body = await self._get(url)
+            try:
+                return self._parse(body)
+            except Transient as e:
+                attempt += 1
+                delay = retry_delay(attempt, None, self._rng)
+                self.state.last_error = e.message
+                self.log.warn("source {source}: {why}; retrying in {delay:.1f}s", source=self.name,
+                              why=e.message, delay=delay)
+                await deferLater(self._clock, delay, lambda: None)
+
+    async def _pages(self, url: str):
+        """Pages from ``url`` to the deltaLink; the next page is requested before this one is
+        processed, so processing overlaps with Graph's latency."""
+        pending = ensureDeferred(self._page(url))
+        try:
             while True:
-                body = await self._get(url)
-                try:
-                    page = self._parse(body)
-                    break
-                except Transient as e:
-                    attempt += 1
-                    delay = retry_delay(attempt, None, self._rng)
-                    self.state.last_error = e.message
-                    self.log.warn("source {source}: {why}; retrying in {delay:.1f}s", source=self.name,
-                                  why=e.message, delay=delay)
-                    await deferLater(self._clock, delay, lambda: None)
-            for problem in page.skipped:
-                self.log.warn("source {source}: skipped {problem}", source=self.name, problem=problem)
-            yield page
-            if page.delta_link:
-                return
-            if not page.next_link:
-                raise Transient(200, "malformed", "a page with neither nextLink nor deltaLink")
-            url = page.next_link
+                page = await pending
+                pending = None
+                for problem in page.skipped:
+                    self.log.warn("source {source}: skipped {problem}", source=self.name, problem=problem)
+                if not page.delta_link:
+                    if not page.next_link:
+                        raise Transient(200, "malformed", "a page with neither nextLink nor deltaLink")
+                    pending = ensureDeferred(self._page(page.next_link))
+                yield page
+                if page.delta_link:
+                    return
+        finally:
+            if pending is not None and not pending.called:
+                pending.cancel()
+                pending.addErrback(lambda _: None)
+
+    async def _prepare(self, changes) -> list:
+        """Changes with their expensive part done, in slices so the reactor keeps serving LDAP."""
+        out = []
+        since_yield = 0
+        for change in changes:
+            if isinstance(change, Upsert):
+                if self._index.unchanged(change.contact):
+                    out.append(change)  # cheap: apply() skips it
+                    continue
+                out.append(self._index.prepare(change.contact))
+                since_yield += 1
+                if since_yield >= SLICE:
+                    since_yield = 0
+                    await deferLater(self._clock, 0, lambda: None)
+            else:
+                out.append(change)
+        return out
 
     async def _full_import(self) -> None:
         state = self.state
         progressive = not any(True for _ in self._index.contacts(self.name)) or state.next_link is not None
         url = state.next_link or initial_delta_url(self._graph_url, self._page_size)
         staged: dict[str, Contact] = {c.id: c for c in self._index.contacts(self.name)} if state.next_link else {}
+        ready: dict[str, Prepared] = {}
         state.state = "importing"
         state.import_started = self._wall()
         state.pages = 0
         state.imported = len(staged)
         self.log.info("source {source}: full import {how}", source=self.name,
                       how="resuming" if state.next_link else "started")
-        async for page in self._pages(url):
-            changes: list[Change] = []
-            for change in page.changes:
-                if isinstance(change, Upsert):
-                    staged[change.contact.id] = change.contact
-                    changes.append(change)
-                elif isinstance(change, Remove):
-                    if staged.pop(change.id, None) is not None:
+        async with aclosing(self._pages(url)) as pages:
+            async for page in pages:
+                changes: list[Change] = []
+                for change in page.changes:
+                    if isinstance(change, Upsert):
+                        staged[change.contact.id] = change.contact
                         changes.append(change)
-            if progressive:
-                self._index.apply(changes)
-                state.next_link = page.next_link
-            state.pages += 1
-            state.imported = len(staged)
-            if state.pages % 10 == 0:
-                elapsed = max(1e-6, self._wall() - (state.import_started or self._wall()))
-                self.log.info("source {source}: import page {pages}, {count} contacts ({rate:.0f}/s)",
-                              source=self.name, pages=state.pages, count=state.imported, rate=state.imported / elapsed)
+                    elif isinstance(change, Remove):
+                        if staged.pop(change.id, None) is not None:
+                            changes.append(change)
+                prepared_changes = await self._prepare(changes)
                 if progressive:
-                    self._saved("import_progress")
-            if page.delta_link:
-                state.delta_link = page.delta_link
-        self._index.replace_source(self.name, staged.values())
+                    self._index.apply(prepared_changes)
+                    state.next_link = page.next_link
+                else:
+                    for change in prepared_changes:
+                        if isinstance(change, Prepared):
+                            ready[change.entry.contact.id] = change
+                        elif isinstance(change, Remove):
+                            ready.pop(change.id, None)
+                state.pages += 1
+                state.imported = len(staged)
+                if state.pages % 10 == 0:
+                    elapsed = max(1e-6, self._wall() - (state.import_started or self._wall()))
+                    self.log.info("source {source}: import page {pages}, {count} contacts ({rate:.0f}/s)",
+                                  source=self.name, pages=state.pages, count=state.imported, rate=state.imported / elapsed)
+                    if progressive:
+                        self._saved("import_progress")
+                if page.delta_link:
+                    state.delta_link = page.delta_link
+        stale = [Remove(self.name, c.id) for c in self._index.contacts(self.name) if c.id not in staged]
+        swap = stale + [ready[i] if i in ready else Upsert(c) for i, c in staged.items()]
+        self._index.apply(swap)  # one call: searches see the old data or the new, never a mix
         state.next_link = None
         self.log.info("source {source}: full import done: {count} contacts in {pages} pages", source=self.name,
                       count=len(staged), pages=state.pages)
@@ -295,13 +341,14 @@ class M365Source(Service):
     async def _delta_round(self) -> None:
         state = self.state
         assert state.delta_link
-        changes: list[Change] = []
+        changes: list = []
         new_link = None
         pages = 0
-        async for page in self._pages(state.delta_link):
-            changes.extend(page.changes)
-            pages += 1
-            new_link = page.delta_link
+        async with aclosing(self._pages(state.delta_link)) as round_pages:
+            async for page in round_pages:
+                changes.extend(await self._prepare(page.changes))
+                pages += 1
+                new_link = page.delta_link
         upserted, removed = self._index.apply(changes)
         state.delta_link = new_link
         self.log.info("source {source}: delta round: {up} added or changed, {rm} removed, {pages} pages",

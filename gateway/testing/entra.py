@@ -1,15 +1,18 @@
 """The Entra (login.microsoftonline.com) side of the emulator: discovery and the token endpoint.
 
 Pure functions from request data to a `Reply`; the web layer (``emulator.py``) supplies the
-base URL the client used, the time and the tenant directory.  Only the client-credentials
-grant exists so far (secret in the body or HTTP Basic, or a certificate ``client_assertion``);
-issue 6 adds device code and refresh tokens here.
+base URL the client used, the time and the tenant directory.  Grants: client credentials
+(secret in the body or HTTP Basic, or a certificate ``client_assertion``), device code
+(``/devicecode`` plus approval through the emulator's API, for an admin's delegated token)
+and refresh token.  Apps and credentials still inside their replication window are treated
+as unknown, as Entra does right after creation (graph.md §10.3).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import secrets
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -17,14 +20,20 @@ from typing import Any
 
 from attrs import frozen
 
-from gateway.testing.jwt import JWTError, b64url_decode, encode_hs256, split_unverified, verify_rsa_signature
+from gateway.testing.jwt import (JWTError, b64url_decode, b64url_encode, encode_hs256, split_unverified,
+                                 verify_rsa_signature)
 from gateway.testing.replies import ENTRA_JSON, Reply, entra_error, json_reply
-from gateway.testing.tenant import GRAPH_APP_ID, App, Tenant
+from gateway.testing.tenant import GRAPH_APP_ID, App, DeviceCode, DirectoryUser, RefreshGrant, Tenant
 
 __all__ = ["TokenPolicy", "openid_configuration", "instance_discovery", "token_endpoint",
-           "GRAPH_RESOURCES", "JWT_BEARER"]
+           "device_code_endpoint", "GRAPH_RESOURCES", "JWT_BEARER", "DEVICE_CODE_GRANT",
+           "VERIFICATION_URI"]
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+VERIFICATION_URI = "https://microsoft.com/devicelogin"
+_OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+_USER_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 #: Resources a client-credentials ``scope`` may name (besides the emulator's own base URL).
 GRAPH_RESOURCES = frozenset({
@@ -49,6 +58,10 @@ class TokenPolicy:
     """``expires_in`` of issued tokens, seconds."""
     signing_key: bytes
     """HS256 key of the access tokens (the Graph side verifies with it)."""
+    device_code_lifetime: int = 900
+    """``expires_in`` of device codes, seconds."""
+    device_code_interval: int = 5
+    """Polling ``interval`` the device code endpoint advises, seconds."""
 
 
 def _tenant_not_found(name: str, correlation_id: str | None, status: int = 400,
@@ -162,7 +175,7 @@ def _audience_ok(aud: Any, base: str, tenant: Tenant) -> bool:
     return False
 
 
-def _check_assertion(assertion: str, app: App, tenant: Tenant, base: str, wall_now: float,
+def _check_assertion(assertion: str, app: App, tenant: Tenant, base: str, now: float, wall_now: float,
                      correlation_id: str | None) -> Reply | None:
     """None when ``assertion`` proves possession of one of the app's certificates."""
     def reject(code: int, text: str) -> Reply:
@@ -176,6 +189,8 @@ def _check_assertion(assertion: str, app: App, tenant: Tenant, base: str, wall_n
     except JWTError:
         return reject(50027, "JWT token is invalid or malformed.")
     key = app.find_key(sha1, sha256)
+    if key is not None and key.usable_at > now:
+        key = None  # not replicated yet
     if key is None:
         thumb = (sha256 or sha1 or b"").hex().upper()
         return reject(700027, "The certificate with identifier used to sign the client assertion "
@@ -231,10 +246,14 @@ def token_endpoint(
     policy: TokenPolicy,
     on_issued: Callable[[App, dict[str, Any]], None] | None = None,
 ) -> Reply:
-    """``POST /{tenant}/oauth2/v2.0/token`` (client credentials)."""
+    """``POST /{tenant}/oauth2/v2.0/token``: client credentials, device code, refresh token."""
     if tenant is None:
         return _tenant_not_found(path_tenant, correlation_id)
     grant = _form_value(form, "grant_type")
+    if grant == DEVICE_CODE_GRANT:
+        return _device_code_grant(base, tenant, form, correlation_id, now, policy)
+    if grant == "refresh_token":
+        return _refresh_grant(base, tenant, form, correlation_id, now, policy)
     if grant != "client_credentials":
         return entra_error(400, "unsupported_grant_type", 70003,
                            f"The app requested an unsupported grant type '{grant}'.", correlation_id)
@@ -245,7 +264,7 @@ def token_endpoint(
                            "The request body must contain the following parameter: 'client_id'.",
                            correlation_id)
     app = tenant.app(client_id)
-    if app is None:
+    if app is None or not app.visible(now):
         return entra_error(
             400, "unauthorized_client", 700016,
             f"Application with identifier '{client_id}' was not found in the directory "
@@ -259,12 +278,13 @@ def token_endpoint(
         if _form_value(form, "client_assertion_type") != JWT_BEARER:
             return entra_error(400, "invalid_request", 50027,
                                "client_assertion_type must be " + JWT_BEARER, correlation_id)
-        rejected = _check_assertion(assertion, app, tenant, base, wall_now, correlation_id)
+        rejected = _check_assertion(assertion, app, tenant, base, now, wall_now, correlation_id)
         if rejected is not None:
             return rejected
         method = "2"
     elif secret is not None:
-        matching = [p for p in app.passwords if secrets.compare_digest(p.secret_text, secret)]
+        matching = [p for p in app.passwords
+                    if secrets.compare_digest(p.secret_text, secret) and p.usable_at <= now]
         if not matching:
             return entra_error(
                 401, "invalid_client", 7000215,
@@ -317,11 +337,154 @@ def token_endpoint(
         "ver": "1.0",
         "xms_gen": tenant.token_generation,
     }
-    if app.roles:
-        claims["roles"] = sorted(app.roles)
+    roles = app.granted_roles(now)
+    if roles:
+        claims["roles"] = sorted(roles)
     token = encode_hs256(claims, policy.signing_key)
     if on_issued is not None:
         on_issued(app, claims)
     body = {"token_type": "Bearer", "expires_in": policy.lifetime,
             "ext_expires_in": policy.lifetime, "access_token": token}
+    return json_reply(200, body, ENTRA_JSON, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+
+# -- device code and delegated tokens ---------------------------------------------------------------
+
+
+def _split_scopes(scope: str | None, base: str) -> tuple[list[str], list[str]] | None:
+    """(resource scopes as requested, OIDC scopes), or None when a resource is unknown."""
+    resource_scopes: list[str] = []
+    oidc: list[str] = []
+    for item in (scope or "").split():
+        if item in _OIDC_SCOPES:
+            oidc.append(item)
+            continue
+        resource, _, name = item.rpartition("/")
+        if not name or (resource and not _resource_known(resource, base)):
+            return None
+        resource_scopes.append(item)
+    return resource_scopes, oidc
+
+
+def _scope_names(scopes: list[str]) -> list[str]:
+    """``Application.ReadWrite.All`` from ``https://graph.microsoft.com/Application.ReadWrite.All``."""
+    return sorted({s.rpartition("/")[2] for s in scopes})
+
+
+def device_code_endpoint(*, base: str, path_tenant: str, tenant: Tenant | None,
+                         form: Mapping[str, list[str]], correlation_id: str | None, now: float,
+                         policy: TokenPolicy) -> Reply:
+    """``POST /{tenant}/oauth2/v2.0/devicecode``: a new device code, pending until approved."""
+    if tenant is None:
+        return _tenant_not_found(path_tenant, correlation_id)
+    client_id = _form_value(form, "client_id")
+    if not client_id:
+        return entra_error(400, "invalid_request", 900144,
+                           "The request body must contain the following parameter: 'client_id'.",
+                           correlation_id)
+    split = _split_scopes(_form_value(form, "scope"), base)
+    if split is None or not split[0]:
+        return entra_error(400, "invalid_scope", 70011,
+                           f"The provided value for the input parameter 'scope' is not valid. "
+                           f"The scope {_form_value(form, 'scope')} is not valid.", correlation_id)
+    user_code = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(8))
+    device_code = "DAQABAAEAAAD--" + secrets.token_urlsafe(48)
+    tenant.device_codes[device_code] = DeviceCode(
+        device_code, user_code, client_id, split[0], issued=now,
+        expires_at=now + policy.device_code_lifetime)
+    body = {
+        "user_code": user_code,
+        "device_code": device_code,
+        "verification_uri": VERIFICATION_URI,
+        "expires_in": policy.device_code_lifetime,
+        "interval": policy.device_code_interval,
+        "message": (f"To sign in, use a web browser to open the page {VERIFICATION_URI} and enter "
+                    f"the code {user_code} to authenticate."),
+    }
+    return json_reply(200, body, ENTRA_JSON, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+
+def _device_code_grant(base: str, tenant: Tenant, form: Mapping[str, list[str]],
+                       correlation_id: str | None, now: float, policy: TokenPolicy) -> Reply:
+    code = _form_value(form, "device_code") or _form_value(form, "code")
+    flow = tenant.device_codes.get(code or "")
+    if flow is None or flow.client_id != _form_value(form, "client_id") or flow.status == "redeemed":
+        return entra_error(400, "invalid_grant", 70000,
+                           "Provided grant is invalid or malformed.", correlation_id)
+    if now >= flow.expires_at:
+        return entra_error(400, "expired_token", 70020,
+                           "The provided value for the input parameter 'device_code' is not valid. "
+                           "This device code has expired.", correlation_id)
+    if flow.status == "declined":
+        return entra_error(400, "authorization_declined", 70000,
+                           "The user denied the authorization request.", correlation_id)
+    if flow.status != "approved" or flow.user is None:
+        return entra_error(400, "authorization_pending", 70016,
+                           "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+                           correlation_id)
+    flow.status = "redeemed"
+    return _delegated_tokens(base, tenant, flow.user, flow.client_id, flow.scopes, now, policy)
+
+
+def _refresh_grant(base: str, tenant: Tenant, form: Mapping[str, list[str]],
+                   correlation_id: str | None, now: float, policy: TokenPolicy) -> Reply:
+    grant = tenant.refresh_tokens.get(_form_value(form, "refresh_token") or "")
+    if grant is None or grant.client_id != _form_value(form, "client_id"):
+        return entra_error(400, "invalid_grant", 9002313,
+                           "Invalid request. Request is malformed or invalid.", correlation_id)
+    split = _split_scopes(_form_value(form, "scope"), base)
+    scopes = split[0] if split is not None and split[0] else grant.scopes
+    if not set(_scope_names(scopes)) <= set(_scope_names(grant.scopes)):
+        return entra_error(400, "invalid_grant", 65001,
+                           "The user or administrator has not consented to use the application.",
+                           correlation_id)
+    return _delegated_tokens(base, tenant, grant.user, grant.client_id, scopes, now, policy)
+
+
+def _unsigned_jwt(claims: dict[str, Any]) -> str:
+    header = b64url_encode(b'{"typ":"JWT","alg":"none"}')
+    return f"{header}.{b64url_encode(_json_bytes(claims))}."
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def _delegated_tokens(base: str, tenant: Tenant, user: DirectoryUser, client_id: str,
+                      scopes: list[str], now: float, policy: TokenPolicy) -> Reply:
+    """Access, refresh and ID token for ``user`` signed in to the public client ``client_id``."""
+    issued = int(now)
+    names = _scope_names(scopes)
+    claims: dict[str, Any] = {
+        "aud": TOKEN_AUDIENCE,
+        "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + policy.lifetime,
+        "appid": client_id,
+        "appidacr": "0",
+        "idtyp": "user",
+        "name": user.display_name,
+        "oid": user.object_id,
+        "scp": " ".join(names),
+        "sub": user.object_id,
+        "tid": tenant.tenant_id,
+        "unique_name": user.upn,
+        "upn": user.upn,
+        "uti": secrets.token_urlsafe(16),
+        "ver": "1.0",
+        "wids": user.wids(),
+        "xms_gen": tenant.token_generation,
+    }
+    refresh = "1.AQ" + secrets.token_urlsafe(64)
+    tenant.refresh_tokens[refresh] = RefreshGrant(user, client_id, list(scopes))
+    id_token = _unsigned_jwt({
+        "aud": client_id, "iss": f"{base}/{tenant.tenant_id}/v2.0", "iat": issued, "nbf": issued,
+        "exp": issued + 3600, "name": user.display_name, "oid": user.object_id,
+        "preferred_username": user.upn, "sub": user.object_id, "tid": tenant.tenant_id, "ver": "2.0"})
+    client_info = b64url_encode(_json_bytes({"uid": user.object_id, "utid": tenant.tenant_id}))
+    body = {"token_type": "Bearer", "scope": " ".join([*scopes, "openid", "profile"]),
+            "expires_in": policy.lifetime, "ext_expires_in": policy.lifetime,
+            "access_token": encode_hs256(claims, policy.signing_key), "refresh_token": refresh,
+            "id_token": id_token, "client_info": client_info}
     return json_reply(200, body, ENTRA_JSON, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})

@@ -22,7 +22,7 @@ from gateway.testing.jwt import JWTError, b64url_decode, b64url_encode, decode_h
 from gateway.testing.replies import Reply, graph_error, json_reply
 from gateway.testing.tenant import CONTACT_READ_ROLES, GRAPH_APP_ID, Tenant
 
-__all__ = ["GraphContext", "authorize", "list_contacts", "get_contact", "count_contacts", "delta",
+__all__ = ["GraphContext", "authenticate", "authorize", "list_contacts", "get_contact", "count_contacts", "delta",
            "fault_reply", "SYNC_STATE_NOT_FOUND_MESSAGE"]
 
 SYNC_STATE_NOT_FOUND_MESSAGE = ("The sync state generation is not found. The delta token is "
@@ -70,7 +70,19 @@ class GraphContext:
 
 def authorize(authorization: str | None, find_tenant: Callable[[str], Tenant | None],
               signing_key: bytes, ctx: GraphContext) -> tuple[Tenant, dict[str, Any]] | Reply:
-    """The tenant and claims of the bearer token, or the 401/403 Graph would answer."""
+    """The tenant and claims of a bearer token allowed to read contacts, or the 401/403."""
+    authenticated = authenticate(authorization, find_tenant, signing_key, ctx)
+    if isinstance(authenticated, Reply):
+        return authenticated
+    if not CONTACT_READ_ROLES & set(authenticated[1].get("roles") or ()):
+        return ctx.error(403, "Authorization_RequestDenied",
+                         "Insufficient privileges to complete the operation.")
+    return authenticated
+
+
+def authenticate(authorization: str | None, find_tenant: Callable[[str], Tenant | None],
+                 signing_key: bytes, ctx: GraphContext) -> tuple[Tenant, dict[str, Any]] | Reply:
+    """The tenant and claims of a valid bearer token, or the 401 Graph would answer."""
     def unauthorized(message: str) -> Reply:
         return ctx.error(401, "InvalidAuthenticationToken", message,
                          {"WWW-Authenticate": _WWW_AUTHENTICATE})
@@ -93,9 +105,6 @@ def authorize(authorization: str | None, find_tenant: Callable[[str], Tenant | N
     if (not isinstance(exp, int | float) or exp <= ctx.now or not isinstance(nbf, int | float)
             or nbf > ctx.now + 300 or claims.get("xms_gen") != tenant.token_generation):
         return unauthorized("Access token has expired or is not yet valid.")
-    if not CONTACT_READ_ROLES & set(claims.get("roles") or ()):
-        return ctx.error(403, "Authorization_RequestDenied",
-                         "Insufficient privileges to complete the operation.")
     return tenant, claims
 
 

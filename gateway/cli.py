@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 _DELEGATED = {
     "demo": ("gateway.demo", "run the demo: an emulated Microsoft 365 tenant and the gateway on loopback"),
     "emulator": ("gateway.testing.emulator_cli", "run the Microsoft 365 (Graph) emulator standalone"),
+    "status": ("gateway.ops.status_cli", "show the running gateway's status"),
 }
 
 
@@ -87,6 +88,29 @@ def _check_config(path: str, stdout: IO[str], stderr: IO[str]) -> int:
     return status
 
 
+def _on_sighup(reactor, action) -> None:
+    import signal
+
+    def handler(signum, frame):
+        reactor.callFromThread(action)
+
+    signal.signal(signal.SIGHUP, handler)
+
+
+def _reload(gateway, path: str) -> None:
+    """SIGHUP: re-read the configuration; an invalid one is refused and the running one stays."""
+    from twisted.logger import Logger
+
+    log = Logger(namespace="gateway.reload")
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        log.error("configuration reload refused, keeping the running one: {error}", error=str(e))
+        return
+    changes = gateway.reload(config)
+    log.info("configuration reloaded: {changes}", changes="; ".join(changes) or "nothing changed")
+
+
 def _serve(args: argparse.Namespace, stderr: IO[str]) -> int:
     try:
         config = load_config(args.config)
@@ -114,6 +138,7 @@ def _serve(args: argparse.Namespace, stderr: IO[str]) -> int:
             reactor.stop()
             return
         reactor.addSystemEventTrigger("before", "shutdown", gateway.stop)
+        _on_sighup(reactor, lambda: _reload(gateway, args.config))
         await Deferred()  # until a signal stops the reactor
 
     reactor.callWhenRunning(lambda: ensureDeferred(run()))

@@ -48,6 +48,7 @@ class NumbersConfig:
     output: str = "e164"
     international_prefix: str | None = None
     national_prefix: str | None = None
+    other_countries: tuple[str, ...] = ()
     answer_as_asked: bool = False
 
 
@@ -88,6 +89,25 @@ class LdapConfig:
     max_pdu_size: int = 262144
     max_filter_depth: int = 64
     max_filter_items: int = 1024
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+    require_tls: bool = False
+
+
+@frozen
+class AdminConfig:
+    """The HTTP admin endpoint ([admin]): /status, /metrics, /healthz, /readyz."""
+
+    listen: str | None = "tcp:8389:interface=127.0.0.1"
+
+
+@frozen
+class SnapshotConfig:
+    """Snapshots on disk ([snapshot])."""
+
+    directory: str | None = None
+    interval: float | None = None
+    pages: int = 50
 
 
 @frozen
@@ -99,6 +119,8 @@ class Config:
     sources: tuple[SourceConfig, ...]
     numbers: NumbersConfig = NumbersConfig()
     proximity: ProximityConfig = ProximityConfig()
+    admin: AdminConfig = AdminConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
 
     def numbers_for(self, source: SourceConfig) -> NumbersConfig:
         """The number settings in force for one source."""
@@ -127,7 +149,7 @@ class _Table:
     """Reads one TOML table, checking types, and reports unknown keys."""
 
     def __init__(self, path: str, prefix: str, data: Any) -> None:
-        self.path = path
+        self.path = path  # the configuration file
         self.prefix = prefix
         if not isinstance(data, dict):
             raise ConfigError(path, prefix, "expected a table")
@@ -212,9 +234,47 @@ def _parse_ldap(path: str, data: Any) -> LdapConfig:
         max_filter_items=t.check(
             "max_filter_items", t.get("max_filter_items", int, 1024, "an integer"), positive, "a positive integer"
         ),
+        tls_certificate=_path(t, "tls_certificate"),
+        tls_key=_path(t, "tls_key"),
+        require_tls=t.get("require_tls", bool, False, "true or false"),
     )
     t.finish()
+    wants_tls = config.require_tls or any(d.startswith("ssl:") for d in config.listen)
+    if wants_tls and not (config.tls_certificate and config.tls_key):
+        raise ConfigError(path, "ldap.tls_certificate",
+                          "an ssl: listener or require_tls needs tls_certificate and tls_key (PEM files)")
+    if bool(config.tls_certificate) != bool(config.tls_key):
+        raise ConfigError(path, "ldap.tls_key", "tls_certificate and tls_key go together")
     return config
+
+
+def _path(t: "_Table", name: str) -> str | None:
+    value = t.get(name, str, None, "a file path")
+    if value is None:
+        return None
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(t.path)), value))
+
+
+def _parse_admin(path: str, data: Any) -> AdminConfig:
+    t = _Table(path, "admin", data)
+    listen = t.get("listen", str, "tcp:8389:interface=127.0.0.1", "an endpoint string, or \"\" for none")
+    if listen and not _endpoint_ok(listen):
+        raise t.error("listen", f"expected a Twisted endpoint string like \"tcp:8389:interface=127.0.0.1\", got {listen!r}")
+    t.finish()
+    return AdminConfig(listen=listen or None)
+
+
+def _parse_snapshot(path: str, data: Any) -> SnapshotConfig:
+    t = _Table(path, "snapshot", data)
+    directory = _path(t, "directory")
+    interval = None
+    if "interval" in t.data:
+        interval = _duration(t, "interval", 0.0)
+        if interval < 1:
+            raise t.error("interval", "expected at least 1s")
+    pages = t.check("pages", t.get("pages", int, 50, "an integer"), lambda v: v >= 1, "a positive integer")
+    t.finish()
+    return SnapshotConfig(directory=directory, interval=interval, pages=pages)
 
 
 def _duration(t: _Table, name: str, default: float) -> float:
@@ -251,6 +311,7 @@ def _parse_numbers(path: str, prefix: str, data: Any, defaults: NumbersConfig) -
         ),
         international_prefix=t.get("international_prefix", str, defaults.international_prefix, "a string of digits"),
         national_prefix=t.get("national_prefix", str, defaults.national_prefix, "a string of digits"),
+        other_countries=_regions(t, defaults.other_countries),
         answer_as_asked=t.get("answer_as_asked", bool, defaults.answer_as_asked, "true or false"),
     )
     for name in ("international_prefix", "national_prefix"):
@@ -260,6 +321,16 @@ def _parse_numbers(path: str, prefix: str, data: Any, defaults: NumbersConfig) -
     t.finish()
     _check_numbers(path, prefix, config)
     return config
+
+
+def _regions(t: "_Table", default: tuple[str, ...]) -> tuple[str, ...]:
+    value = t.get("other_countries", list, list(default), "a list of ISO region codes like [\"AT\", \"CH\"]")
+    out = []
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z]{2}", item):
+            raise t.error("other_countries", f"expected ISO region codes like \"AT\", got {item!r}")
+        out.append(item.upper())
+    return tuple(out)
 
 
 def _check_numbers(path: str, prefix: str, config: NumbersConfig) -> None:
@@ -349,6 +420,8 @@ def parse_config(text: str, path: str) -> Config:
     if "numbers" in data:
         numbers = _parse_numbers(path, "numbers", top.get("numbers", dict, {}, "a table [numbers]"), numbers)
     proximity = _parse_proximity(path, top.get("proximity", dict, {}, "a table [proximity]"))
+    admin = _parse_admin(path, top.get("admin", dict, {}, "a table [admin]"))
+    snapshot = _parse_snapshot(path, top.get("snapshot", dict, {}, "a table [snapshot]"))
     raw_sources = top.get("sources", list, [], "an array of tables [[sources]]")
     sources = tuple(_parse_source(path, i, s, numbers) for i, s in enumerate(raw_sources))
     seen: set[str] = set()
@@ -357,7 +430,8 @@ def parse_config(text: str, path: str) -> Config:
             raise ConfigError(path, f"sources[{i}].name", f"duplicate source name {source.name!r}")
         seen.add(source.name)
     top.finish()
-    return Config(path=path, ldap=ldap, sources=sources, numbers=numbers, proximity=proximity)
+    return Config(path=path, ldap=ldap, sources=sources, numbers=numbers, proximity=proximity, admin=admin,
+                  snapshot=snapshot)
 
 
 def load_config(path: str) -> Config:

@@ -14,7 +14,7 @@ from sortedcontainers import SortedList
 from gateway.graph.parse import Change, Remove, Upsert
 from gateway.ldap.schema import NAME_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
 from gateway.model import Contact
-from gateway.numbers import NumberSettings, StoredNumber, parse_stored
+from gateway.numbers import NumberSettings, StoredNumber, parse_stored, region_hints
 from gateway.text import fold
 
 __all__ = ["IndexedContact", "ContactIndex", "SourceProfile", "Prepared"]
@@ -47,9 +47,10 @@ class IndexedContact:
         self.sort_key = (-profile.priority, fold(contact.name), contact.source, contact.id)
         self.folded = {attr: tuple(fold(v) for v in values[attr]) for attr in NAME_ATTRIBUTES if attr in values}
         numbers: dict[str, list[StoredNumber]] = {}
+        hints = region_hints((p.number for p in contact.phones), profile.numbers) if contact.phones else ()
         for phone in contact.phones:
             numbers.setdefault(phone_attribute_for_kind(phone.kind), []).append(
-                parse_stored(phone.number, profile.numbers)
+                parse_stored(phone.number, profile.numbers, regions=hints)
             )
         self.numbers = {attr: tuple(ns) for attr, ns in numbers.items()}
 
@@ -80,6 +81,7 @@ class ContactIndex:
         self._by_uid: dict[str, IndexedContact] = {}
         self._by_number: dict[str, set[ContactKey]] = {}
         self._by_head: dict[str, set[ContactKey]] = {}
+        self._by_alternative: dict[str, set[ContactKey]] = {}
         self._names: dict[str, SortedList] = {attr: SortedList() for attr in NAME_ATTRIBUTES}
         self._number_forms = SortedList()
         self._sorted: SortedList = SortedList()
@@ -171,6 +173,8 @@ class ContactIndex:
         for number in entry.all_numbers():
             for k in number.match_keys():
                 self._by_number.setdefault(k, set()).add(key)
+            for k in number.alternative_keys():
+                self._by_alternative.setdefault(k, set()).add(key)
             if number.head:
                 self._by_head.setdefault(number.head, set()).add(key)
             forms.update(number.search_forms())
@@ -191,6 +195,8 @@ class ContactIndex:
         for number in entry.all_numbers():
             for k in number.match_keys():
                 _discard(self._by_number, k, key)
+            for k in number.alternative_keys():
+                _discard(self._by_alternative, k, key)
             if number.head:
                 _discard(self._by_head, number.head, key)
             forms.update(number.search_forms())
@@ -235,6 +241,13 @@ class ContactIndex:
     def with_number(self, number_key: str) -> set[ContactKey]:
         """Contacts having a number whose match key is ``number_key``."""
         return self._by_number.get(number_key, set())
+
+    def has_alternative(self, number_key: str) -> bool:
+        return number_key in self._by_alternative
+
+    def with_alternative(self, number_key: str) -> set[ContactKey]:
+        """Contacts with a lower-priority reading (another country's national format) of ``number_key``."""
+        return self._by_alternative.get(number_key, set())
 
     def with_head(self, head: str) -> set[ContactKey]:
         """Contacts having a number written as extension of the head number ``head``."""

@@ -25,16 +25,7 @@ log = Logger()
 
 def number_settings(config: NumbersConfig) -> N.NumberSettings:
     """The numbers core's settings from their configuration."""
-    return N.NumberSettings(
-        country=config.country,
-        area_code=config.area_code,
-        outside_line=config.outside_line,
-        main_number=config.main_number,
-        extension_length=config.extension_length,
-        output=config.output,
-        international_prefix=config.international_prefix,
-        national_prefix=config.national_prefix,
-    )
+    return N.settings_from_config(config)
 
 
 def source_profile(config: Config, source: SourceConfig) -> SourceProfile:
@@ -58,10 +49,13 @@ def search_settings(config: Config) -> SearchSettings:
 class ListenerService(Service):
     """Listens on Twisted endpoint strings; ``ports`` holds the bound ports."""
 
-    def __init__(self, reactor: Any, descriptions: tuple[str, ...], factory: Any) -> None:
+    def __init__(self, reactor: Any, descriptions: tuple[str, ...], factory: Any, tls: Any = None,
+                 what: str = "LDAP") -> None:
         self._reactor = reactor
         self.descriptions = descriptions
         self.factory = factory
+        self.tls = tls
+        self.what = what
         self.ports: list[Any] = []
 
     @inlineCallbacks
@@ -69,10 +63,14 @@ class ListenerService(Service):
         """Bind every endpoint; fails with the first error (nothing is left bound)."""
         try:
             for description in self.descriptions:
-                port = yield serverFromString(self._reactor, description).listen(self.factory)
+                if description.startswith("ssl:") and self.tls is not None:
+                    endpoint = self.tls.endpoint(self._reactor, description)
+                else:
+                    endpoint = serverFromString(self._reactor, description)
+                port = yield endpoint.listen(self.factory)
                 self.ports.append(port)
                 address = port.getHost()
-                log.info("LDAP listening on {host}:{port}", host=getattr(address, "host", "?"),
+                log.info("{what} listening on {host}:{port}", what=self.what, host=getattr(address, "host", "?"),
                          port=getattr(address, "port", "?"))
         except Exception:
             yield self.stop_listening()
@@ -102,18 +100,78 @@ class Gateway:
         self.sources: dict[str, Service] = {}
         self.service = MultiService()
         for source in config.sources:
-            if source.type == "json_file":
-                child = JsonFileSource(source.name, source.path or "", self.index.replace_source, self.clock)
-                child.load()
-            else:
-                child = self._m365_source(source)
-            child.setServiceParent(self.service)
-            self.sources[source.name] = child
-        self.factory = LDAPServerFactory(self.directory, config.ldap)
-        self.listener = ListenerService(reactor, config.ldap.listen, self.factory)
-        self.listener.setServiceParent(self.service)
+            self._add_source(source)
+        from gateway.ops.metrics import CountingFactory, Metrics
 
-    def _m365_source(self, source: SourceConfig) -> Service:
+        self.metrics = Metrics(index_counts=self.index.count_by_source)
+        self.tls = None
+        if config.ldap.tls_certificate and config.ldap.tls_key:
+            from gateway.ops.tls import ReloadableTLS
+
+            self.tls = ReloadableTLS(config.ldap.tls_certificate, config.ldap.tls_key)
+            self.directory.extensions += ("1.3.6.1.4.1.1466.20037",)  # StartTLS
+        self.factory = LDAPServerFactory(self.directory, config.ldap, metrics=self.metrics, tls=self.tls)
+        self.listener = ListenerService(reactor, config.ldap.listen, CountingFactory(self.factory, self.metrics),
+                                        tls=self.tls)
+        self.listener.setServiceParent(self.service)
+        self.admin: ListenerService | None = None
+        if config.admin.listen:
+            from gateway.ops.web import admin_resource, admin_site
+
+            site = admin_site(admin_resource(self.status, self.metrics.render, self.ready))
+            self.admin = ListenerService(reactor, (config.admin.listen,), site, what="admin HTTP")
+            self.admin.setServiceParent(self.service)
+
+    def _add_source(self, source: SourceConfig, state: Any = None) -> Service:
+        if source.type == "json_file":
+            child: Service = JsonFileSource(source.name, source.path or "", self.index.replace_source, self.clock)
+            child.load()  # type: ignore[attr-defined]
+        else:
+            child = self._m365_source(source, state)
+        child.setServiceParent(self.service)
+        self.sources[source.name] = child
+        return child
+
+    def reload(self, config: Config) -> list[str]:
+        """Apply a new, already validated configuration; returns what changed, for the log."""
+        changes: list[str] = []
+        old = {s.name: s for s in self.config.sources}
+        new = {s.name: s for s in config.sources}
+        for name in old:
+            if name not in new or old[name] != new[name]:
+                service = self.sources.pop(name)
+                state = getattr(service, "state", None)
+                service.disownServiceParent()
+                if name not in new:
+                    self.index.drop_source(name)
+                    self.metrics.forget_source(name)
+                    changes.append(f"source {name} removed")
+                else:
+                    self.index.set_profile(source_profile(config, new[name]))
+                    self._add_source(new[name], state)
+                    changes.append(f"source {name} changed")
+        for name, source in new.items():
+            if name not in old:
+                self.index.set_profile(source_profile(config, source))
+                self._add_source(source)
+                changes.append(f"source {name} added")
+            else:
+                self.index.set_profile(source_profile(config, source))
+        self.directory.settings = search_settings(config)
+        self.directory.anonymous = config.ldap.anonymous
+        self.factory.limits = config.ldap
+        if self.tls is not None:
+            try:
+                if self.tls.reload():
+                    changes.append("TLS certificate reloaded")
+            except Exception as e:  # keep the running certificate
+                log.error("TLS certificate not reloaded: {error}", error=str(e))
+        if config.ldap.listen != self.config.ldap.listen or config.admin != self.config.admin:
+            changes.append("listeners unchanged until a restart")
+        self.config = config
+        return changes
+
+    def _m365_source(self, source: SourceConfig, state: Any = None) -> Service:
         from gateway.auth import MsalTokenProvider, resolve_proxy
         from gateway.graph.client import GraphClient
         from gateway.graph.http import make_http_client
@@ -133,17 +191,44 @@ class Gateway:
             identity=options.identity(),
             page_size=options.page_size,
             saved=self.source_saved,
+            state=state,
         )
 
     def source_saved(self, reason: str) -> None:
         """A source reached a point worth saving (snapshots hook in here)."""
+
+    def ready(self) -> bool:
+        """The index is loaded and LDAP is listening."""
+        return self.directory.ready and bool(self.listener.ports)
+
+    def status(self) -> dict:
+        """The document behind GET /status."""
+        from gateway.ops.status import build_status, source_status
+
+        return build_status(
+            self.clock.seconds(),
+            [source_status(s) for s in self.sources.values()],
+            self.index.count_by_source(),
+            self.snapshot_age(),
+            self.metrics.ldap_summary(),
+        )
+
+    def snapshot_age(self) -> float | None:
+        return None
 
     @inlineCallbacks
     def start(self):
         """Start the sources, then listen (the index is loaded before the first connection)."""
         self.service.startService()
         yield self.listener.listen()
+        if self.admin is not None:
+            try:
+                yield self.admin.listen()
+            except Exception:
+                yield self.listener.stop_listening()
+                raise
         self.directory.ready = True
+        log.info("dirgw: ready ({count} contacts)", count=len(self.index))
 
     def stop(self):
         return self.service.stopService()

@@ -12,6 +12,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTENING = re.compile(r"LDAP listening on ([0-9.]+):(\d+)")
+ADMIN_LISTENING = re.compile(r"admin HTTP listening on ([0-9.]+):(\d+)")
 
 
 def write_contacts(path, contacts):
@@ -39,6 +40,9 @@ listen = ["tcp:0:interface=127.0.0.1"]
 base_dn = "dc=example,dc=com"
 size_limit = {size_limit}
 anonymous = {anonymous}
+
+[admin]
+listen = "tcp:0:interface=127.0.0.1"
 
 [numbers]
 country = "DE"
@@ -78,10 +82,13 @@ class ServerProcess:
             if not chunk:
                 break
             buf += chunk
-            match = LISTENING.search(buf.decode("utf-8", "replace"))
-            if match:
-                self.output = buf.decode("utf-8", "replace")
-                return int(match.group(2))
+            text = buf.decode("utf-8", "replace")
+            if "dirgw: ready" in text:
+                self.output = text
+                self.ports = [int(m.group(2)) for m in LISTENING.finditer(text)]
+                admin = ADMIN_LISTENING.search(text)
+                self.admin_port = int(admin.group(2)) if admin else None
+                return self.ports[0]
         self.stop()
         raise RuntimeError("dirgw serve did not start:\n" + buf.decode("utf-8", "replace"))
 

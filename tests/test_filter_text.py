@@ -286,8 +286,9 @@ FILTER = st.recursive(
 def test_parse_filter_inverts_to_text(f):
     text = to_text(f)
     assert parse_filter(text) == f
-    # the same filter written without its outer parentheses, if an item
-    if not isinstance(f, (And, Or, Not)):
+    # the same filter written without its outer parentheses, if an item (a bare item is
+    # trimmed of surrounding white space, so values ending in white space are not compared)
+    if not isinstance(f, (And, Or, Not)) and text[1:-1] == text[1:-1].strip():
         assert parse_filter(text[1:-1]) == f
 
 

@@ -340,7 +340,7 @@ class GatewayDuringImportTests(EmulatorCase):
         values = self.emulator.source_config(self.app.client_id, self.secret_file)
         lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
         config = parse_config(
-            f'[ldap]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
+            f'[ldap]\nlisten = ["tcp:0:interface=127.0.0.1"]\n[admin]\nlisten = ""\n'
             f'[[sources]]\nname = "m365"\ntype = "m365_mail_contacts"\n{lines}\n',
             os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
         )

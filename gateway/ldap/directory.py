@@ -43,6 +43,7 @@ class Directory:
         self.now = now
         self.vendor_version = vendor_version
         self.ready = False
+        self.extensions: tuple[str, ...] = ("1.3.6.1.4.1.4203.1.11.3",)  # Who am I?
 
     def search(self, request: SearchRequest, visible: Callable[[str], bool] = lambda s: True) -> SearchResult:
         return run_search(self.index, request, self.settings, visible=visible, now=self.now)
@@ -56,7 +57,7 @@ class Directory:
             ("namingContexts", (self.settings.base_dn,)),
             ("supportedLDAPVersion", ("2", "3")),
             ("supportedControl", ROOT_DSE_CONTROLS),
-            ("supportedExtension", ()),
+            ("supportedExtension", self.extensions),
             ("supportedFeatures", ()),
             ("vendorName", ("dirgw",)),
             ("vendorVersion", (f"dirgw {self.vendor_version}".strip(),)),

@@ -161,7 +161,9 @@ def _match_phone(f: F.Filter, attr: str, entry: EntryView, phones: PhoneQueries)
         return False
     if isinstance(f, (F.Equality, F.Approx)):
         keys = phones.equality_keys(f.value)
-        return any(k in keys for n in numbers for k in n.match_keys())
+        if any(k in keys for n in numbers for k in n.match_keys()):
+            return True
+        return any("alt:" + k in keys for n in numbers for k in n.alternative_keys())
     if isinstance(f, F.Substrings):
         patterns = phones.substring_patterns(f.initial, f.any, f.final)
         return any(phones.substring_matches(patterns, n) for n in numbers)

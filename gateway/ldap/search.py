@@ -26,7 +26,10 @@ from gateway.ldap.schema import (
 )
 from gateway.text import fold
 
-__all__ = ["SearchSettings", "SearchResult", "ResultEntry", "QueryPhones", "run_search"]
+__all__ = ["SearchSettings", "SearchResult", "ResultEntry", "QueryPhones", "run_search", "ALTERNATIVE"]
+
+#: Tag of a lower-priority number key (another country's reading of a national number).
+ALTERNATIVE = "alt:"
 
 RESULT_SUCCESS = 0
 RESULT_TIME_LIMIT = 3
@@ -83,18 +86,23 @@ class QueryPhones:
         return N.dialled_readings(value, self._settings)
 
     def equality_keys(self, value: str) -> frozenset[str]:
+        """The keys a phone assertion matches: the first reading that exists as a number, else the
+        first that exists as another country's reading (tagged ``alt:``), else the bare digits of
+        numbers that could not be normalized."""
         keys = self._keys.get(value)
         if keys is None:
             candidates = [r.e164 for r in self.readings(value)]
-            digits = "".join(ch for ch in value if ch.isdigit())
-            existing = [k for k in candidates if self._index.has_number(k)]
-            chosen = existing[:1] or candidates
-            if digits and self._index.has_number(digits):
-                chosen = chosen + [digits]
+            chosen = [k for k in candidates if self._index.has_number(k)][:1]
+            if not chosen:
+                chosen = [ALTERNATIVE + k for k in candidates if self._index.has_alternative(k)][:1]
+            if not chosen:
+                digits = N.fallback_key(value)
+                if digits and self._index.has_number(digits):
+                    chosen = [digits]
             keys = frozenset(chosen)
             self._keys[value] = keys
             for k in keys:
-                self.asked.setdefault(k, value)
+                self.asked.setdefault(k.removeprefix(ALTERNATIVE), value)
         return keys
 
     def substring_patterns(self, initial, any_, final):
@@ -147,7 +155,10 @@ def plan(f: F.Filter, index: ContactIndex, phones: QueryPhones) -> set | None:
         if attr in _PHONES:
             out = set()
             for k in phones.equality_keys(f.value):
-                out |= index.with_number(k)
+                if k.startswith(ALTERNATIVE):
+                    out |= index.with_alternative(k[len(ALTERNATIVE):])
+                else:
+                    out |= index.with_number(k)
             return out
         if attr in _NAMES:
             return index.name_equal(attr, fold(f.value))

@@ -10,6 +10,7 @@ refused with unwillingToPerform (53).
 from __future__ import annotations
 
 import hashlib
+import time
 
 from ldaptor.protocols import pureber, pureldap
 from ldaptor.protocols.ldap import ldaperrors
@@ -49,6 +50,7 @@ class LDAPConnection(LDAPServer):
         super().__init__()
         self._buffer = bytearray()
         self.peer = "?"
+        self.secure = False  # TLS in force (an ssl: listener, or after StartTLS)
 
     @property
     def directory(self) -> Directory:
@@ -60,6 +62,7 @@ class LDAPConnection(LDAPServer):
         super().connectionMade()
         peer = self.transport.getPeer()
         self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self.secure = _is_tls(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         self._buffer += data
@@ -96,7 +99,27 @@ class LDAPConnection(LDAPServer):
         if decoded is None or not isinstance(getattr(decoded, "value", None), pureldap.LDAPProtocolRequest):
             self._protocol_failure("not an LDAP request")
             return
+        metrics = self.factory.metrics
+        if metrics is not None:
+            from gateway.ops.metrics import request_op
+
+            metrics.request(request_op(decoded.value))
+        if self.factory.limits.require_tls and not self.secure and not _allowed_before_tls(decoded.value):
+            self._refuse_insecure(decoded)
+            return
         self.handle(decoded)
+
+    def _refuse_insecure(self, decoded) -> None:
+        """require_tls: only StartTLS, Unbind and Abandon before TLS; the rest gets confidentialityRequired."""
+        request = decoded.value
+        name = type(request).__name__
+        response_class = getattr(self, "fail_" + name, None)
+        message = "TLS is required: use StartTLS or ldaps://"
+        if response_class is None:
+            response = pureldap.LDAPExtendedResponse(resultCode=13, errorMessage=message)
+        else:
+            response = response_class(resultCode=13, errorMessage=message)
+        self.queue(decoded.id, response)
 
     def _protocol_failure(self, reason: str) -> None:
         self.log.warn("LDAP client {peer} sent bad data: {reason}; closing", peer=self.peer, reason=reason)
@@ -142,15 +165,23 @@ class LDAPConnection(LDAPServer):
                     ber.encode_result(mid, OP_SEARCH_DONE, 12, message=f"unsupported critical control {control.oid}")
                 )
                 return
+        if self.factory.limits.require_tls and not self.secure:
+            self._write(ber.encode_result(mid, OP_SEARCH_DONE, 13, message="TLS is required: use StartTLS or ldaps://"))
+            return
         if not self.may_search():
             self._write(ber.encode_result(mid, OP_SEARCH_DONE, 50, message="anonymous access is not allowed"))
             return
+        started = time.perf_counter()
         if request.base.strip() == "" and request.scope == SCOPE_BASE:
             self._root_dse(mid, request)
-            return
-        result = self.directory.search(request, visible=self.visible)
-        self.factory.searched(result, request)
-        self._send_result(mid, request, result)
+            kind = "other"
+        else:
+            result = self.directory.search(request, visible=self.visible)
+            self._send_result(mid, request, result)
+            kind = result.kind
+        metrics = self.factory.metrics
+        if metrics is not None:
+            metrics.search_done(kind, time.perf_counter() - started)
 
     def _send_result(self, mid: int, request: SearchRequest, result: SearchResult) -> None:
         entries = list(result.entries)
@@ -302,6 +333,8 @@ class LDAPConnection(LDAPServer):
     def handle_LDAPExtendedRequest(self, request, controls, reply):
         name = request.requestName
         name = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+        if name == "1.3.6.1.4.1.1466.20037":
+            return self.handle_LDAPStartTLSRequest(request, controls, reply)
         if name == "1.3.6.1.4.1.4203.1.11.3":  # Who am I?
             return pureldap.LDAPExtendedResponse(resultCode=0, response=b"")
         if name == "1.3.6.1.4.1.4203.1.11.1":  # password modify
@@ -313,7 +346,22 @@ class LDAPConnection(LDAPServer):
         )
 
     handle_LDAPPasswordModifyRequest = handle_LDAPExtendedRequest
-    handle_LDAPStartTLSRequest = handle_LDAPExtendedRequest
+
+    def handle_LDAPStartTLSRequest(self, request, controls, reply):
+        tls = self.factory.tls
+        if tls is None:
+            return pureldap.LDAPStartTLSResponse(
+                resultCode=ldaperrors.LDAPProtocolError.resultCode, errorMessage="StartTLS is not configured"
+            )
+        if self.secure:
+            return pureldap.LDAPStartTLSResponse(
+                resultCode=ldaperrors.LDAPOperationsError.resultCode, errorMessage="TLS is already in force"
+            )
+        # the answer goes out in the clear, then the connection switches to TLS
+        reply(pureldap.LDAPStartTLSResponse(resultCode=0))
+        self.transport.startTLS(tls)
+        self.secure = True
+        return None
 
     def handleUnknown(self, request, controls, callback):
         self.log.info("unsupported LDAP request {name} from {peer}", name=type(request).__name__, peer=self.peer)
@@ -357,16 +405,31 @@ def _sorted_entries(entries: list[ResultEntry], keys) -> list[ResultEntry]:
     return entries
 
 
+def _is_tls(transport) -> bool:
+    from twisted.internet.interfaces import ISSLTransport
+
+    while transport is not None:
+        if ISSLTransport.providedBy(transport):
+            return True
+        transport = getattr(transport, "transport", None)
+    return False
+
+
+def _allowed_before_tls(request) -> bool:
+    if isinstance(request, pureldap.LDAPExtendedRequest):
+        name = request.requestName
+        return (name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)) == "1.3.6.1.4.1.1466.20037"
+    return isinstance(request, (pureldap.LDAPUnbindRequest, pureldap.LDAPAbandonRequest))
+
+
 class LDAPServerFactory(ServerFactory):
     """Makes connections that answer from one Directory."""
 
     protocol = LDAPConnection
+    noisy = False
 
-    def __init__(self, directory: Directory, limits, on_search=None) -> None:
+    def __init__(self, directory: Directory, limits, metrics=None, tls=None) -> None:
         self.directory = directory
         self.limits = limits
-        self._on_search = on_search
-
-    def searched(self, result: SearchResult, request: SearchRequest) -> None:
-        if self._on_search is not None:
-            self._on_search(result, request)
+        self.metrics = metrics
+        self.tls = tls

@@ -6,6 +6,14 @@ tools build on them.  Stored numbers are normalized once, at import
 configuration allows (:func:`dialled_readings`, :func:`substring_patterns`);
 results are written with :func:`format_number`; a missed caller-ID lookup
 falls back to :func:`proximity_candidates`.
+
+Index keys: :meth:`StoredNumber.match_keys` (E.164, plus ``E164;ext=N`` for
+a written extension; bare digits for a number that could not be
+normalized), then the lower-priority :meth:`StoredNumber.alternative_keys`
+(other readings of a number written without country code), then
+:func:`fallback_key`.  A caller-ID lookup takes the first reading of
+:func:`dialled_readings` found among match keys, else among alternative
+keys, else the fallback key (see ``queries_check.lookup``).
 """
 
 from gateway.numbers.dialled import Reading, dialled_readings, fallback_key
@@ -15,9 +23,11 @@ from gateway.numbers.proximity import proximity_candidates, proximity_keys
 from gateway.numbers.settings import (
     DEFAULT_MAX_EXTENSION_DIGITS,
     OUTPUT_STYLES,
+    SETTING_NAMES,
     NumberSettings,
+    settings_from_config,
 )
-from gateway.numbers.stored import StoredNumber, parse_stored
+from gateway.numbers.stored import StoredNumber, parse_stored, region_hints
 from gateway.numbers.substrings import (
     Pattern,
     match_pattern,
@@ -31,6 +41,7 @@ __all__ = [
     "NumberSettings",
     "Pattern",
     "Reading",
+    "SETTING_NAMES",
     "StoredNumber",
     "dialled_readings",
     "extension_key",
@@ -40,6 +51,8 @@ __all__ = [
     "parse_stored",
     "proximity_candidates",
     "proximity_keys",
+    "region_hints",
+    "settings_from_config",
     "substring_matches",
     "substring_patterns",
 ]

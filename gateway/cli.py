@@ -41,6 +41,7 @@ _DELEGATED = {
     "demo": ("gateway.demo", "run the demo: an emulated Microsoft 365 tenant and the gateway on loopback"),
     "emulator": ("gateway.testing.emulator_cli", "run the Microsoft 365 (Graph) emulator standalone"),
     "status": ("gateway.ops.status_cli", "show the running gateway's status"),
+    "numbers": ("gateway.numbers_cli", "explain how numbers are read; report numbers that need attention"),
 }
 
 

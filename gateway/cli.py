@@ -41,6 +41,8 @@ _DELEGATED = {
     "demo": ("gateway.demo", "run the demo: an emulated Microsoft 365 tenant and the gateway on loopback"),
     "emulator": ("gateway.testing.emulator_cli", "run the Microsoft 365 (Graph) emulator standalone"),
     "status": ("gateway.ops.status_cli", "show the running gateway's status"),
+    "app": ("gateway.provision.commands", "create, check, show or remove the Entra app registration"),
+    "passwd": ("gateway.passwords", "print a password hash for [[users]] password_hash"),
     "numbers": ("gateway.numbers_cli", "explain how numbers are read; report numbers that need attention"),
 }
 

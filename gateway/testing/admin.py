@@ -15,7 +15,16 @@ the first).
 ``POST   /_emulator/apps``                  register ``{client_id?, secret?, certificate?, roles?,
                                             secret_expires_in?}``
 ``PATCH  /_emulator/apps/{client_id}``      ``{"roles": [...]}``
+``DELETE /_emulator/apps/{client_id}``      delete the app (as an admin would: soft-deleted)
 ``POST   /_emulator/tenants``               ``{"domain": ..., "tenant_id"?: ...}``
+``PATCH  /_emulator/tenant``                ``{"users_can_register_apps": false}``
+``GET    /_emulator/directory``             apps (with service principal, credentials, grants),
+                                            soft-deleted apps, users, Graph SP id
+``POST   /_emulator/users``                 ``{"upn": ..., "roles": [directory role names]}``
+``GET    /_emulator/devicecode``            pending device codes
+``POST   /_emulator/devicecode/approve``    ``{"user_code"?, "user"?: UPN, "roles"?: [...]}``
+                                            (default: the latest code, ``admin@<domain>``)
+``POST   /_emulator/devicecode/decline``    ``{"user_code"?}``
 ``POST   /_emulator/faults``                ``{"kind": ..., "count"?: n, <Fault fields>}``
 ``DELETE /_emulator/faults``                drop pending faults
 ``GET    /_emulator/requests``              the request log; ``DELETE`` clears it
@@ -35,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.testing.faults import Fault
 from gateway.testing.replies import Reply, json_reply
-from gateway.testing.tenant import ORG_CONTACT_READ_ALL, App, Tenant
+from gateway.testing.tenant import ORG_CONTACT_READ_ALL, App, DeviceCode, DirectoryUser, Tenant
 
 if TYPE_CHECKING:
     from gateway.testing.emulator import GraphEmulator
@@ -55,12 +64,31 @@ def _ok(value: Any, status: int = 200) -> Reply:
     return json_reply(status, value, _JSON)
 
 
-def _app_json(app: App, tenant: Tenant) -> dict[str, Any]:
-    return {"client_id": app.client_id, "object_id": app.object_id,
-            "service_principal_id": app.service_principal_id, "tenant_id": tenant.tenant_id,
-            "domain": tenant.domain, "roles": sorted(app.roles),
-            "secrets": [p.secret_text for p in app.passwords],
-            "certificates": [k.sha1.hex().upper() for k in app.keys]}
+def _app_json(app: App, tenant: Tenant, now: float | None = None) -> dict[str, Any]:
+    value = {"client_id": app.client_id, "object_id": app.object_id,
+             "service_principal_id": app.service_principal_id, "tenant_id": tenant.tenant_id,
+             "domain": tenant.domain, "roles": sorted(app.roles),
+             "secrets": [p.secret_text for p in app.passwords],
+             "certificates": [k.sha1.hex().upper() for k in app.keys],
+             "display_name": app.display_name, "has_service_principal": app.service_principal,
+             "assigned_roles": sorted(a.value for a in app.assignments),
+             "password_ends": [p.end for p in app.passwords], "deleted": app.deleted,
+             "sign_in_audience": app.sign_in_audience,
+             "required_resource_access": app.required_resource_access}
+    if now is not None:
+        value["granted_roles"] = sorted(app.granted_roles(now))
+        value["visible"] = app.visible(now)
+    return value
+
+
+def _user_json(user: DirectoryUser) -> dict[str, Any]:
+    return {"upn": user.upn, "object_id": user.object_id, "roles": sorted(user.roles)}
+
+
+def _device_code_json(tenant: Tenant, code: DeviceCode) -> dict[str, Any]:
+    return {"user_code": code.user_code, "client_id": code.client_id, "scopes": code.scopes,
+            "status": code.status, "tenant": tenant.domain,
+            "user": code.user.upn if code.user is not None else None}
 
 
 def _tenant_json(tenant: Tenant) -> dict[str, Any]:
@@ -126,12 +154,44 @@ def _handle(emulator: GraphEmulator, tenant: Tenant, method: str, path: list[str
             raise KeyError(path[1])
         spec = _object(data)
         if "roles" in spec:
-            app.roles = set(spec["roles"])
+            app.set_roles(spec["roles"])
         return _ok(_app_json(app, tenant))
+    if method == "DELETE" and len(path) == 2 and path[0] == "apps":
+        emulator.delete_app(path[1], tenant)
+        return Reply(204, b"", {})
     if route == ("POST", "tenants"):
         spec = _object(data)
         added = emulator.add_tenant(str(spec["domain"]), spec.get("tenant_id"))
         return _ok(_tenant_json(added), 201)
+    if route == ("PATCH", "tenant"):
+        spec = _object(data)
+        if "users_can_register_apps" in spec:
+            tenant.users_can_register_apps = bool(spec["users_can_register_apps"])
+        return _ok({**_tenant_json(tenant), "users_can_register_apps": tenant.users_can_register_apps})
+    if route == ("GET", "directory"):
+        now = emulator.now()
+        return _ok({"tenant_id": tenant.tenant_id, "domain": tenant.domain,
+                    "graph_service_principal_id": tenant.graph_sp_id,
+                    "users_can_register_apps": tenant.users_can_register_apps,
+                    "applications": [_app_json(a, tenant, now) for a in tenant.apps.values()],
+                    "deleted": [_app_json(a, tenant, now) for a in tenant.deleted_apps.values()],
+                    "users": [_user_json(u) for u in tenant.users.values()]})
+    if route == ("POST", "users"):
+        spec = _object(data)
+        user = emulator.add_user(str(spec["upn"]), spec.get("roles", []), tenant,
+                                 str(spec.get("display_name", "")))
+        return _ok(_user_json(user), 201)
+    if route == ("GET", "devicecode"):
+        return _ok({"value": [_device_code_json(t, c) for t, c in emulator.pending_device_codes()]})
+    if route == ("POST", "devicecode", "approve"):
+        spec = _object(data)
+        code = emulator.approve_device_code(spec.get("user_code"), spec.get("user"), spec.get("roles"))
+        owner = next(t for t in emulator.tenants if code.device_code in t.device_codes)
+        return _ok(_device_code_json(owner, code))
+    if route == ("POST", "devicecode", "decline"):
+        code = emulator.decline_device_code(_object(data).get("user_code"))
+        owner = next(t for t in emulator.tenants if code.device_code in t.device_codes)
+        return _ok(_device_code_json(owner, code))
     if route == ("POST", "faults"):
         spec = dict(_object(data))
         kind = spec.pop("kind", None)

@@ -1,14 +1,16 @@
 """A fake Microsoft 365 tenant: Entra token endpoint plus Graph ``/contacts``, over loopback HTTPS.
 
 `GraphEmulator` runs on a Twisted reactor (real or fake) and is driven through its Python API
-(seed and change contacts, register apps, inject faults, expire delta tokens, read the request
-log) or over HTTP through the admin API under ``/_emulator/`` (``admin.py``), which
+(seed and change contacts, register apps, inject faults, expire delta tokens, approve an admin's
+device-code sign-in, set the replication delay of app provisioning, read the request log) or
+over HTTP through the admin API under ``/_emulator/`` (``admin.py``), which
 ``dirgw emulator`` and the subprocess harness (``process.py``) use.  Call its methods on the
 reactor thread.
 
 Layout: ``tenant.py``/``contacts.py`` hold the pure state, ``entra.py`` and ``graph.py`` turn a
 request into a `Reply`, ``web.py`` routes, applies faults and latency on the reactor clock and
-writes replies, ``tls.py`` makes the certificates; this module holds it together.
+writes replies, ``provisioning.py`` answers ``/applications`` and ``/servicePrincipals``,
+``tls.py`` makes the certificates; this module holds it together.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from twisted.web.server import Site
 
 from gateway.testing.contacts import ContactStore
 from gateway.testing.faults import Fault, FaultPlan
-from gateway.testing.tenant import ORG_CONTACT_READ_ALL, App, Tenant
+from gateway.testing.tenant import ORG_CONTACT_READ_ALL, App, DeviceCode, DirectoryUser, Tenant
 from gateway.testing.tls import ensure_server_files
 from gateway.testing.web import EmulatorResource, RequestRecord
 
@@ -48,19 +50,30 @@ class Settings:
     """``expires_in`` of access tokens (msal re-acquires below 300)."""
     delta_token_lifetime: float = 7 * 86400
     """Age (emulator clock) after which skip/delta tokens get 400 syncStateNotFound."""
+    replication_delay: float = 0.0
+    """Seconds (emulator clock) before objects created through Graph can be found, new
+    credentials are accepted by the token endpoint and new grants show in tokens."""
+    device_code_interval: int = 5
+    """Polling interval the device code endpoint advises (msal sleeps it between polls)."""
+    device_code_lifetime: int = 900
+    """``expires_in`` of device codes."""
+
+    _NAMES = ("page_size", "latency", "token_lifetime", "delta_token_lifetime", "replication_delay",
+              "device_code_interval", "device_code_lifetime")
 
     def update(self, values: Mapping[str, Any]) -> None:
         for name, value in values.items():
-            if name not in ("page_size", "latency", "token_lifetime", "delta_token_lifetime"):
+            if name not in self._NAMES:
                 raise ValueError(f"unknown setting {name!r}")
             setattr(self, name, type(getattr(self, name))(value))
         if self.page_size < 1 or self.latency < 0 or self.token_lifetime < 1:
             raise ValueError("page_size and token_lifetime must be positive, latency not negative")
+        if self.replication_delay < 0 or self.device_code_interval < 1 or self.device_code_lifetime < 1:
+            raise ValueError("replication_delay must not be negative, device code interval and "
+                             "lifetime must be positive")
 
     def to_json(self) -> dict[str, Any]:
-        return {"page_size": self.page_size, "latency": self.latency,
-                "token_lifetime": self.token_lifetime,
-                "delta_token_lifetime": self.delta_token_lifetime}
+        return {name: getattr(self, name) for name in self._NAMES}
 
 
 class _TrackingSite(Site):
@@ -203,6 +216,48 @@ class GraphEmulator:
     def contacts(self, tenant: Tenant | str | None = None) -> list[dict[str, Any]]:
         return self._tenant(tenant).contacts.all()
 
+    def add_user(self, upn: str, roles: Iterable[str] = (), tenant: Tenant | str | None = None,
+                 display_name: str = "") -> DirectoryUser:
+        """Add a directory user (or set its roles): names from `tenant.DIRECTORY_ROLES`."""
+        return self._tenant(tenant).add_user(upn, roles, display_name)
+
+    def pending_device_codes(self) -> list[tuple[Tenant, DeviceCode]]:
+        """Device codes waiting for approval, oldest first."""
+        now = self.now()
+        found = [(t, c) for t in self.tenants for c in t.device_codes.values()
+                 if c.status == "pending" and now < c.expires_at]
+        return sorted(found, key=lambda tc: tc[1].issued)
+
+    def _device_code(self, user_code: str | None) -> tuple[Tenant, DeviceCode]:
+        pending = self.pending_device_codes()
+        if user_code is not None:
+            pending = [tc for tc in pending if tc[1].user_code.upper() == user_code.strip().upper()]
+        if not pending:
+            raise KeyError(f"no pending device code {user_code or ''}".strip())
+        return pending[-1]
+
+    def approve_device_code(self, user_code: str | None = None, user: str | None = None,
+                            roles: Iterable[str] | None = None) -> DeviceCode:
+        """Sign a user in on a pending device code (the latest one when ``user_code`` is None).
+
+        ``user`` is a UPN (default ``admin@<domain>``, a Global Administrator); ``roles``, when
+        given, become that user's directory roles (``[]``: an ordinary user).
+        """
+        tenant, code = self._device_code(user_code)
+        upn = user or f"admin@{tenant.domain}"
+        existing = tenant.users.get(upn.lower())
+        if roles is not None or existing is None:
+            existing = tenant.add_user(upn, roles or ())
+        code.user = existing
+        code.status = "approved"
+        return code
+
+    def decline_device_code(self, user_code: str | None = None) -> DeviceCode:
+        """The user declines the sign-in: polling gets ``authorization_declined``."""
+        _, code = self._device_code(user_code)
+        code.status = "declined"
+        return code
+
     def register_app(self, client_id: str | None = None, secret: str | None = None,
                      certificate: bytes | str | None = None,
                      roles: Iterable[str] = (ORG_CONTACT_READ_ALL,),
@@ -214,6 +269,13 @@ class GraphEmulator:
             end = None if secret_expires_in is None else self.now() + secret_expires_in
             app.add_secret(secret, start=None, end=end)
         return app
+
+    def delete_app(self, client_id: str, tenant: Tenant | str | None = None) -> None:
+        """Delete an app registration (soft: it moves to the deleted items), with its SP."""
+        t = self._tenant(tenant)
+        app = t.apps.pop(client_id)
+        app.deleted = self.now()
+        t.deleted_apps[app.object_id] = app
 
     # -- delta state, tokens, faults, log ---------------------------------------------------------
 
@@ -230,7 +292,7 @@ class GraphEmulator:
         self._tenant(tenant).token_generation += 1
 
     def inject(self, kind: str, fault: Fault, count: int = 1) -> None:
-        """The next ``count`` requests of ``kind`` (token/discovery/delta/contacts) get ``fault``."""
+        """The next ``count`` requests of ``kind`` (see `faults.REQUEST_KINDS`) get ``fault``."""
         self.faults.add(kind, fault, count)
 
     def clear_faults(self) -> None:

@@ -82,6 +82,9 @@ def _report(values: dict[str, Any], example_id: str | None) -> str:
         "-d '{\"displayName\": \"New Person\", \"phones\": [{\"type\": \"business\", \"number\": \"+1 555 0100\"}]}'",
         "Remove a contact:",
         f"  curl --cacert {ca} -X DELETE {base}/_emulator/contacts/{contact_id}",
+        "Approve the sign-in of `dirgw app generate|remove` (device code; as admin@<tenant>):",
+        f"  curl --cacert {ca} -X POST {base}/_emulator/devicecode/approve "
+        "-H 'Content-Type: application/json' -d '{}'",
         "",
         "Press Ctrl-C to stop.",
     ]

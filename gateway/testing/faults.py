@@ -1,8 +1,10 @@
 """Programmable faults: what the next N requests of one kind get instead of a normal answer.
 
-Kinds of request (`REQUEST_KINDS`): ``token`` (the Entra token endpoint), ``discovery``
-(OpenID and instance discovery), ``delta`` (``/v1.0/contacts/delta``), ``contacts``
-(``/v1.0/contacts``, ``/contacts/{id}``, ``/contacts/$count``).
+Kinds of request (`REQUEST_KINDS`): ``token`` (the Entra token endpoint), ``devicecode``
+(the device authorization endpoint), ``discovery`` (OpenID and instance discovery), ``delta``
+(``/v1.0/contacts/delta``), ``contacts`` (``/v1.0/contacts``, ``/contacts/{id}``,
+``/contacts/$count``), ``directory`` (``/v1.0/applications``, ``/servicePrincipals``,
+``/directory``: app provisioning).
 
 Example: the next three delta requests get 429 with ``Retry-After: 2``::
 
@@ -21,7 +23,7 @@ from attrs import define, field, frozen
 
 __all__ = ["Fault", "FaultPlan", "REQUEST_KINDS", "ACTIONS"]
 
-REQUEST_KINDS = ("token", "discovery", "delta", "contacts")
+REQUEST_KINDS = ("token", "devicecode", "discovery", "delta", "contacts", "directory")
 
 #: What a fault does with the request (besides an optional delay):
 #: ``respond`` answers normally (a pure delay) or with ``status`` when one is set;

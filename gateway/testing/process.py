@@ -176,8 +176,45 @@ class EmulatorProcess:
         ``secret_expires_in``."""
         return dict(self.admin("POST", "apps", spec, tenant))
 
+    def delete_app(self, client_id: str, tenant: str | None = None) -> None:
+        self.admin("DELETE", f"apps/{client_id}", None, tenant)
+
     def set_roles(self, client_id: str, roles: Iterable[str], tenant: str | None = None) -> None:
         self.admin("PATCH", f"apps/{client_id}", {"roles": list(roles)}, tenant)
+
+    # -- app provisioning ------------------------------------------------------------------------
+
+    def approve_device_code(self, user_code: str | None = None, user: str | None = None,
+                            roles: Iterable[str] | None = None) -> dict[str, Any]:
+        """Sign ``user`` (default ``admin@<domain>``, Global Administrator) in on a pending
+        device code (default: the latest); ``roles`` replace the user's directory roles."""
+        spec: dict[str, Any] = {}
+        if user_code is not None:
+            spec["user_code"] = user_code
+        if user is not None:
+            spec["user"] = user
+        if roles is not None:
+            spec["roles"] = list(roles)
+        return dict(self.admin("POST", "devicecode/approve", spec))
+
+    def decline_device_code(self, user_code: str | None = None) -> dict[str, Any]:
+        return dict(self.admin("POST", "devicecode/decline",
+                               {"user_code": user_code} if user_code else {}))
+
+    def device_codes(self) -> list[dict[str, Any]]:
+        """Pending device codes (user_code, client_id, scopes, tenant)."""
+        return list(self.admin("GET", "devicecode")["value"])
+
+    def directory(self, tenant: str | None = None) -> dict[str, Any]:
+        """Apps (with service principal, credentials, grants), deleted apps and users of a tenant."""
+        return dict(self.admin("GET", "directory", None, tenant))
+
+    def add_user(self, upn: str, roles: Iterable[str] = (), tenant: str | None = None) -> dict[str, Any]:
+        return dict(self.admin("POST", "users", {"upn": upn, "roles": list(roles)}, tenant))
+
+    def set_tenant_options(self, tenant: str | None = None, **options: Any) -> dict[str, Any]:
+        """E.g. ``users_can_register_apps=False``."""
+        return dict(self.admin("PATCH", "tenant", options, tenant))
 
     def add_tenant(self, domain: str, tenant_id: str | None = None) -> dict[str, Any]:
         spec = {"domain": domain, **({"tenant_id": tenant_id} if tenant_id else {})}
@@ -198,7 +235,8 @@ class EmulatorProcess:
         self.admin("DELETE", "requests")
 
     def settings(self, **changes: Any) -> dict[str, Any]:
-        """Change settings (page_size, latency, token_lifetime, delta_token_lifetime); returns all."""
+        """Change settings (page_size, latency, token_lifetime, delta_token_lifetime,
+        replication_delay, device_code_interval, device_code_lifetime); returns all."""
         if changes:
             return dict(self.admin("PATCH", "settings", changes))
         return dict(self.admin("GET", "settings"))

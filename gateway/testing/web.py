@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from gateway.testing import admin, entra, graph
+from gateway.testing import admin, entra, graph, provisioning
 from gateway.testing.faults import Fault
 from gateway.testing.replies import ENTRA_JSON, Reply, entra_error, graph_error
 
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["EmulatorResource", "RequestRecord"]
 
 _GRAPH_KINDS = ("delta", "contacts")
+"""Graph requests that wait for the ``latency`` setting."""
+_GRAPH_REPLY_KINDS = ("delta", "contacts", "directory")
+"""Graph requests: Graph's error bodies for faults, OData headers."""
+_DIRECTORY_ROOTS = ("applications", "servicePrincipals", "directory")
 _log = Logger()
 
 
@@ -38,7 +42,8 @@ class RequestRecord:
     path: str
     query: str
     kind: str
-    """``token``, ``discovery``, ``delta``, ``contacts`` or ``other``."""
+    """``token``, ``devicecode``, ``discovery``, ``delta``, ``contacts``, ``directory`` (app
+    provisioning: /applications, /servicePrincipals, /directory) or ``other``."""
     time: float
     client_request_id: str | None = None
     status: int | None = None
@@ -93,6 +98,10 @@ class EmulatorResource(Resource):
             kind = "discovery"
         elif len(segments) == 4 and segments[1:] == ["oauth2", "v2.0", "token"] and method == "POST":
             kind = "token"
+        elif len(segments) == 4 and segments[1:] == ["oauth2", "v2.0", "devicecode"] and method == "POST":
+            kind = "devicecode"
+        elif segments[:1] == ["v1.0"] and len(segments) > 1 and segments[1].split("(", 1)[0] in _DIRECTORY_ROOTS:
+            kind = "directory"
         elif segments[:2] == ["v1.0", "contacts"] and len(segments) <= 3 and method == "GET":
             kind = "delta" if segments[2:] == ["delta"] else "contacts"
         return _Route(kind, segments, query)
@@ -150,7 +159,7 @@ class EmulatorResource(Resource):
         base = self._base(request)
         if fault is not None and fault.status is not None:
             retry_after = fault.retry_after_header(time.time())
-            if route.kind in _GRAPH_KINDS:
+            if route.kind in _GRAPH_REPLY_KINDS:
                 reply = graph.fault_reply(fault.status, fault.code, retry_after,
                                           self._graph_context(base, request_id, client_request_id))
             else:
@@ -178,9 +187,21 @@ class EmulatorResource(Resource):
                                   emulator.settings.page_size, emulator.settings.delta_token_lifetime,
                                   emulator.state_key)
 
+    def _token_policy(self) -> entra.TokenPolicy:
+        settings = self._emulator.settings
+        return entra.TokenPolicy(settings.token_lifetime, self._emulator.signing_key,
+                                 settings.device_code_lifetime, settings.device_code_interval)
+
     def _dispatch(self, request: Request, route: _Route, base: str, request_id: str,
                   client_request_id: str | None, empty_page: bool) -> Reply:
         segments, query, emulator = route.segments, route.query, self._emulator
+        if route.kind == "devicecode":
+            body = request.content.read() if request.content is not None else b""
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            return entra.device_code_endpoint(
+                base=base, path_tenant=segments[0], tenant=emulator.find_tenant(segments[0]),
+                form=form, correlation_id=client_request_id, now=emulator.now(),
+                policy=self._token_policy())
         if route.kind == "discovery":
             if segments[0] == "common" and segments[1] == "discovery":
                 return entra.instance_discovery(base, query.get("authorization_endpoint"))
@@ -193,8 +214,17 @@ class EmulatorResource(Resource):
                 base=base, path_tenant=segments[0], tenant=emulator.find_tenant(segments[0]),
                 form=form, authorization=_header(request, "authorization"),
                 correlation_id=client_request_id, now=emulator.now(), wall_now=time.time(),
-                policy=entra.TokenPolicy(emulator.settings.token_lifetime, emulator.signing_key))
+                policy=self._token_policy())
         ctx = self._graph_context(base, request_id, client_request_id)
+        if route.kind == "directory":
+            authenticated = graph.authenticate(_header(request, "authorization"), emulator.find_tenant,
+                                               emulator.signing_key, ctx)
+            if isinstance(authenticated, Reply):
+                return authenticated
+            body = request.content.read() if request.content is not None else b""
+            return provisioning.handle(authenticated[0], authenticated[1],
+                                       request.method.decode("latin-1"), segments[1:], query, body,
+                                       ctx, emulator.settings.replication_delay)
         if route.kind in _GRAPH_KINDS:
             authorized = graph.authorize(_header(request, "authorization"), emulator.find_tenant,
                                          emulator.signing_key, ctx)
@@ -220,7 +250,7 @@ class EmulatorResource(Resource):
             request.setHeader(name, value)
         request.setHeader("request-id", request_id)
         request.setHeader("client-request-id", client_request_id or request_id)
-        if kind in _GRAPH_KINDS:
+        if kind in _GRAPH_REPLY_KINDS:
             request.setHeader("OData-Version", "4.0")
             request.setHeader("x-ms-ags-diagnostic",
                               '{"ServerInfo":{"DataCenter":"Loopback","Slice":"E","Ring":"0"}}')

@@ -112,7 +112,7 @@ def normalize_bind_name(name: str | bytes, base_dn: str) -> str | None:
         wanted = _upn_domain(base)
         if local.strip() and wanted is not None and fold(domain) == fold(wanted):
             return fold(local)
-    return fold(name)
+    return fold(name) or name  # a name that folds to nothing (a lone accent) is kept as typed
 
 
 # -- networks -----------------------------------------------------------------

@@ -92,6 +92,44 @@ class LdapConfig:
     tls_certificate: str | None = None
     tls_key: str | None = None
     require_tls: bool = False
+    allow_from: tuple[str, ...] | None = None
+    anonymous_sources: tuple[str, ...] | None = None
+    duplicates: str = "all"
+    listeners: tuple["ListenerConfig", ...] = ()
+    failed_bind_free: int = 2
+    failed_bind_max_delay: float = 30.0
+
+
+@frozen
+class ListenerConfig:
+    """A listener with its own access settings ([[ldap.listeners]])."""
+
+    endpoint: str
+    anonymous: bool = True
+    allow_from: tuple[str, ...] | None = None
+
+
+@frozen
+class UserConfig:
+    """A bind user ([[users]])."""
+
+    dn: str
+    password_hash: str
+    sources: tuple[str, ...] | None = None
+    allow_from: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:  # the hash is not a secret, but it has no business in logs
+        return f"UserConfig(dn={self.dn!r})"
+
+
+@frozen
+class SearchConfig:
+    """Name search ([search])."""
+
+    fuzzy_threshold: float = 80.0
+    fuzzy_fallback: bool = False
+    fuzzy_fallback_threshold: float = 80.0
+    fuzzy_max_results: int = 20
 
 
 @frozen
@@ -121,6 +159,8 @@ class Config:
     proximity: ProximityConfig = ProximityConfig()
     admin: AdminConfig = AdminConfig()
     snapshot: SnapshotConfig = SnapshotConfig()
+    users: tuple[UserConfig, ...] = ()
+    search: SearchConfig = SearchConfig()
 
     def numbers_for(self, source: SourceConfig) -> NumbersConfig:
         """The number settings in force for one source."""
@@ -237,6 +277,14 @@ def _parse_ldap(path: str, data: Any) -> LdapConfig:
         tls_certificate=_path(t, "tls_certificate"),
         tls_key=_path(t, "tls_key"),
         require_tls=t.get("require_tls", bool, False, "true or false"),
+        allow_from=_networks(t, "allow_from"),
+        anonymous_sources=_names(t, "anonymous_sources"),
+        duplicates=t.check("duplicates", t.get("duplicates", str, "all", "\"all\" or \"highest\""),
+                           lambda v: v in ("all", "highest"), "\"all\" or \"highest\""),
+        listeners=_listeners(path, t),
+        failed_bind_free=t.check("failed_bind_free", t.get("failed_bind_free", int, 2, "an integer"),
+                                 lambda v: v >= 0, "zero or more"),
+        failed_bind_max_delay=_duration(t, "failed_bind_max_delay", 30.0),
     )
     t.finish()
     wants_tls = config.require_tls or any(d.startswith("ssl:") for d in config.listen)
@@ -245,6 +293,91 @@ def _parse_ldap(path: str, data: Any) -> LdapConfig:
                           "an ssl: listener or require_tls needs tls_certificate and tls_key (PEM files)")
     if bool(config.tls_certificate) != bool(config.tls_key):
         raise ConfigError(path, "ldap.tls_key", "tls_certificate and tls_key go together")
+    return config
+
+
+def _networks(t: "_Table", name: str) -> tuple[str, ...] | None:
+    value = t.get(name, list, None, "a list of networks like [\"10.0.0.0/8\"]")
+    if value is None:
+        return None
+    from gateway.access import parse_networks
+
+    try:
+        parse_networks([str(v) for v in value])
+    except ValueError as e:
+        raise t.error(name, f"expected networks like \"10.0.0.0/8\": {e}")
+    return tuple(str(v) for v in value)
+
+
+def _names(t: "_Table", name: str) -> tuple[str, ...] | None:
+    value = t.get(name, list, None, "a list of source names")
+    if value is None:
+        return None
+    if not all(isinstance(v, str) for v in value):
+        raise t.error(name, "expected a list of source names")
+    return tuple(value)
+
+
+def _listeners(path: str, t: "_Table") -> tuple[ListenerConfig, ...]:
+    value = t.get("listeners", list, [], "an array of tables [[ldap.listeners]]")
+    out = []
+    for i, item in enumerate(value):
+        lt = _Table(path, f"ldap.listeners[{i}]", item)
+        endpoint = lt.get("endpoint", str, None, "an endpoint string")
+        if endpoint is None or not _endpoint_ok(endpoint):
+            raise lt.error("endpoint", f"expected a Twisted endpoint string like \"tcp:389\", got {endpoint!r}")
+        out.append(ListenerConfig(endpoint=endpoint, anonymous=lt.get("anonymous", bool, True, "true or false"),
+                                  allow_from=_networks(lt, "allow_from")))
+        lt.finish()
+    return tuple(out)
+
+
+def _parse_users(path: str, value: Any, base_dn: str, sources: set[str]) -> tuple[UserConfig, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(path, "users", "expected an array of tables [[users]]")
+    out = []
+    seen: dict[str, str] = {}
+    for i, item in enumerate(value):
+        t = _Table(path, f"users[{i}]", item)
+        dn = t.get("dn", str, None, "a bind DN or name")
+        if not dn:
+            raise t.error("dn", "missing; the DN (or bare name) the phone binds with")
+        password_hash = t.get("password_hash", str, None, "a hash made by `dirgw passwd`")
+        if password_hash is None:
+            raise t.error("password_hash", "missing; make one with `dirgw passwd` (plain passwords are not accepted)")
+        from gateway.access import normalize_bind_name
+        from gateway.passwords import is_valid_hash
+
+        if not is_valid_hash(password_hash):
+            raise t.error("password_hash", "expected a hash made by `dirgw passwd` ($scrypt$...), not a password")
+        user_sources = _names(t, "sources")
+        for name in user_sources or ():
+            if name not in sources:
+                raise t.error("sources", f"unknown source {name!r} (known: {', '.join(sorted(sources))})")
+        allow = _networks(t, "allow_from")
+        t.finish()
+        key = normalize_bind_name(dn, base_dn) or ""
+        if key in seen:
+            raise t.error("dn", f"same bind name as {seen[key]!r}")
+        seen[key] = dn
+        out.append(UserConfig(dn=dn, password_hash=password_hash, sources=user_sources, allow_from=allow))
+    return tuple(out)
+
+
+def _parse_search(path: str, data: Any) -> SearchConfig:
+    t = _Table(path, "search", data)
+    score = lambda v: 0 <= v <= 100  # noqa: E731
+    config = SearchConfig(
+        fuzzy_threshold=float(t.check("fuzzy_threshold", t.get("fuzzy_threshold", (int, float), 80, "a number"),
+                                      score, "a score from 0 to 100")),
+        fuzzy_fallback=t.get("fuzzy_fallback", bool, False, "true or false"),
+        fuzzy_fallback_threshold=float(t.check(
+            "fuzzy_fallback_threshold", t.get("fuzzy_fallback_threshold", (int, float), 80, "a number"),
+            score, "a score from 0 to 100")),
+        fuzzy_max_results=t.check("fuzzy_max_results", t.get("fuzzy_max_results", int, 20, "an integer"),
+                                  lambda v: v >= 1, "a positive integer"),
+    )
+    t.finish()
     return config
 
 
@@ -429,9 +562,14 @@ def parse_config(text: str, path: str) -> Config:
         if source.name in seen:
             raise ConfigError(path, f"sources[{i}].name", f"duplicate source name {source.name!r}")
         seen.add(source.name)
+    for name in ldap.anonymous_sources or ():
+        if name not in seen:
+            raise ConfigError(path, "ldap.anonymous_sources", f"unknown source {name!r}")
+    users = _parse_users(path, top.get("users", list, [], "an array of tables [[users]]"), ldap.base_dn, seen)
+    search = _parse_search(path, top.get("search", dict, {}, "a table [search]"))
     top.finish()
     return Config(path=path, ldap=ldap, sources=sources, numbers=numbers, proximity=proximity, admin=admin,
-                  snapshot=snapshot)
+                  snapshot=snapshot, users=users, search=search)
 
 
 def load_config(path: str) -> Config:

@@ -15,7 +15,13 @@ from gateway.graph.parse import Change, Remove, Upsert
 from gateway.ldap.schema import NAME_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
 from gateway.model import Contact
 from gateway.numbers import NumberSettings, StoredNumber, parse_stored, region_hints
+from gateway.fuzzy import FuzzyMatcher, index_variants
 from gateway.text import fold
+
+#: Attributes matched under umlaut-transcription variants ("Mueller" finds "Müller").
+VARIANT_ATTRIBUTES = frozenset(("cn", "sn", "givenName", "displayName", "o", "ou", "title"))
+#: Attributes whose words the fuzzy matcher knows.
+FUZZY_ATTRIBUTES = ("cn", "sn", "givenName", "displayName", "o")
 
 __all__ = ["IndexedContact", "ContactIndex", "SourceProfile", "Prepared"]
 
@@ -37,7 +43,7 @@ class SourceProfile:
 class IndexedContact:
     """A contact with everything a search needs precomputed."""
 
-    __slots__ = ("contact", "uid", "sort_key", "values", "folded", "numbers")
+    __slots__ = ("contact", "uid", "sort_key", "values", "folded", "variants", "numbers")
 
     def __init__(self, contact: Contact, profile: SourceProfile) -> None:
         self.contact = contact
@@ -46,6 +52,11 @@ class IndexedContact:
         self.uid = fold(values["uid"][0])
         self.sort_key = (-profile.priority, fold(contact.name), contact.source, contact.id)
         self.folded = {attr: tuple(fold(v) for v in values[attr]) for attr in NAME_ATTRIBUTES if attr in values}
+        self.variants = {
+            attr: tuple(dict.fromkeys(x for v in values[attr] for x in index_variants(v)))
+            for attr in VARIANT_ATTRIBUTES
+            if attr in values
+        }
         numbers: dict[str, list[StoredNumber]] = {}
         hints = region_hints((p.number for p in contact.phones), profile.numbers) if contact.phones else ()
         for phone in contact.phones:
@@ -75,8 +86,9 @@ class Prepared:
 class ContactIndex:
     """All contacts of all sources, with secondary indexes."""
 
-    def __init__(self, profiles: Iterable[SourceProfile] = ()) -> None:
+    def __init__(self, profiles: Iterable[SourceProfile] = (), fuzzy_threshold: float = 80.0) -> None:
         self.profiles: dict[str, SourceProfile] = {p.name: p for p in profiles}
+        self.fuzzy = FuzzyMatcher(threshold=fuzzy_threshold, limit=200)
         self._by_key: dict[ContactKey, IndexedContact] = {}
         self._by_uid: dict[str, IndexedContact] = {}
         self._by_number: dict[str, set[ContactKey]] = {}
@@ -167,8 +179,9 @@ class ContactIndex:
         self._sorted.add(entry.sort_key)
         for attr, folded in entry.folded.items():
             names = self._names[attr]
-            for value in set(folded):
+            for value in set(entry.variants.get(attr, folded)):
                 names.add((value, key))
+        self.fuzzy.add(key, [v for attr in FUZZY_ATTRIBUTES for v in entry.values.get(attr, ())])
         forms: set[str] = set()
         for number in entry.all_numbers():
             for k in number.match_keys():
@@ -189,8 +202,9 @@ class ContactIndex:
         self._sorted.discard(entry.sort_key)
         for attr, folded in entry.folded.items():
             names = self._names[attr]
-            for value in set(folded):
+            for value in set(entry.variants.get(attr, folded)):
                 names.discard((value, key))
+        self.fuzzy.remove(key)
         forms: set[str] = set()
         for number in entry.all_numbers():
             for k in number.match_keys():

@@ -28,6 +28,14 @@ def number_settings(config: NumbersConfig) -> N.NumberSettings:
     return N.settings_from_config(config)
 
 
+def access_policy(config: Config, clock: Any) -> Any:
+    """Bind users and the anonymous policy from the configuration."""
+    from gateway.access import AccessPolicy, make_user
+
+    users = [make_user(u.dn, u.password_hash, config.ldap.base_dn, u.sources, u.allow_from) for u in config.users]
+    return AccessPolicy(users, config.ldap.base_dn, anonymous_sources=config.ldap.anonymous_sources)
+
+
 def source_profile(config: Config, source: SourceConfig) -> SourceProfile:
     proximity = config.proximity.enabled if source.proximity is None else source.proximity
     return SourceProfile(source.name, source.priority, number_settings(config.numbers_for(source)), proximity)
@@ -43,17 +51,20 @@ def search_settings(config: Config) -> SearchSettings:
         max_extension_digits=config.proximity.max_extension_digits,
         proximity_marker=config.proximity.marker,
         answer_as_asked=config.numbers.answer_as_asked,
+        duplicates=config.ldap.duplicates,
+        fuzzy_threshold=config.search.fuzzy_threshold,
+        fuzzy_fallback=config.search.fuzzy_fallback,
+        fuzzy_fallback_threshold=config.search.fuzzy_fallback_threshold,
+        fuzzy_max_results=config.search.fuzzy_max_results,
     )
 
 
 class ListenerService(Service):
     """Listens on Twisted endpoint strings; ``ports`` holds the bound ports."""
 
-    def __init__(self, reactor: Any, descriptions: tuple[str, ...], factory: Any, tls: Any = None,
-                 what: str = "LDAP") -> None:
+    def __init__(self, reactor: Any, bindings: list[tuple[str, Any]], tls: Any = None, what: str = "LDAP") -> None:
         self._reactor = reactor
-        self.descriptions = descriptions
-        self.factory = factory
+        self.bindings = bindings  # (endpoint description, factory)
         self.tls = tls
         self.what = what
         self.ports: list[Any] = []
@@ -62,12 +73,12 @@ class ListenerService(Service):
     def listen(self):
         """Bind every endpoint; fails with the first error (nothing is left bound)."""
         try:
-            for description in self.descriptions:
+            for description, factory in self.bindings:
                 if description.startswith("ssl:") and self.tls is not None:
                     endpoint = self.tls.endpoint(self._reactor, description)
                 else:
                     endpoint = serverFromString(self._reactor, description)
-                port = yield endpoint.listen(self.factory)
+                port = yield endpoint.listen(factory)
                 self.ports.append(port)
                 address = port.getHost()
                 log.info("{what} listening on {host}:{port}", what=self.what, host=getattr(address, "host", "?"),
@@ -92,7 +103,8 @@ class Gateway:
         self.config = config
         self.reactor = reactor
         self.clock = clock or reactor
-        self.index = ContactIndex(source_profile(config, s) for s in config.sources)
+        self.index = ContactIndex((source_profile(config, s) for s in config.sources),
+                                  fuzzy_threshold=config.search.fuzzy_threshold)
         self.directory = Directory(
             self.index, search_settings(config), anonymous=config.ldap.anonymous, now=self.clock.seconds,
             vendor_version=__version__,
@@ -110,16 +122,29 @@ class Gateway:
 
             self.tls = ReloadableTLS(config.ldap.tls_certificate, config.ldap.tls_key)
             self.directory.extensions += ("1.3.6.1.4.1.1466.20037",)  # StartTLS
-        self.factory = LDAPServerFactory(self.directory, config.ldap, metrics=self.metrics, tls=self.tls)
-        self.listener = ListenerService(reactor, config.ldap.listen, CountingFactory(self.factory, self.metrics),
-                                        tls=self.tls)
+        from gateway.access import FailedBindThrottle, Listener, parse_networks
+
+        self.policy = access_policy(config, self.clock)
+        throttle = FailedBindThrottle(free_failures=config.ldap.failed_bind_free,
+                                      max_delay=config.ldap.failed_bind_max_delay)
+        default = Listener(name="", anonymous=config.ldap.anonymous,
+                           allow_from=parse_networks(list(config.ldap.allow_from)) if config.ldap.allow_from else None)
+        self.factory = LDAPServerFactory(self.directory, config.ldap, metrics=self.metrics, tls=self.tls,
+                                         policy=self.policy, listener=default, throttle=throttle, clock=self.clock,
+                                         reactor=reactor)
+        bindings = [(d, CountingFactory(self.factory, self.metrics)) for d in config.ldap.listen]
+        for item in config.ldap.listeners:
+            listener = Listener(name=item.endpoint, anonymous=item.anonymous,
+                                allow_from=parse_networks(list(item.allow_from)) if item.allow_from else None)
+            bindings.append((item.endpoint, CountingFactory(self.factory.for_listener(listener), self.metrics)))
+        self.listener = ListenerService(reactor, bindings, tls=self.tls)
         self.listener.setServiceParent(self.service)
         self.admin: ListenerService | None = None
         if config.admin.listen:
             from gateway.ops.web import admin_resource, admin_site
 
             site = admin_site(admin_resource(self.status, self.metrics.render, self.ready))
-            self.admin = ListenerService(reactor, (config.admin.listen,), site, what="admin HTTP")
+            self.admin = ListenerService(reactor, [(config.admin.listen, site)], what="admin HTTP")
             self.admin.setServiceParent(self.service)
 
     def _add_source(self, source: SourceConfig, state: Any = None) -> Service:
@@ -159,7 +184,11 @@ class Gateway:
                 self.index.set_profile(source_profile(config, source))
         self.directory.settings = search_settings(config)
         self.directory.anonymous = config.ldap.anonymous
-        self.factory.limits = config.ldap
+        self.policy = access_policy(config, self.clock)
+        for _, wrapper in self.listener.bindings:
+            factory = wrapper.wrappedFactory
+            factory.limits = config.ldap
+            factory.policy = self.policy
         if self.tls is not None:
             try:
                 if self.tls.reload():

@@ -12,6 +12,7 @@ from typing import Protocol
 from gateway.ldap import filter as F
 from gateway.ldap.schema import OBJECT_CLASSES, PHONE_ATTRIBUTES, canonical_attribute
 from gateway.numbers import StoredNumber
+from gateway.fuzzy import expand_umlauts, query_variants
 from gateway.text import fold
 
 __all__ = ["EntryView", "PhoneQueries", "evaluate", "substring_match"]
@@ -102,6 +103,12 @@ def evaluate(f: F.Filter, entry: EntryView, phones: PhoneQueries) -> bool | None
         if f.attr is None or f.rule not in _EQUALITY_RULES:
             return False
         return evaluate(F.Equality(f.attr, f.value), entry, phones)
+    if type(f).__name__ == "FuzzyName":  # the fuzzy fallback's items (gateway.ldap.search)
+        attr = canonical_attribute(f.attr)
+        values = entry.values.get(attr, ()) if attr else ()
+        if not values:
+            return False
+        return phones.fuzzy(f.value, values, prefix=f.prefix, threshold=f.threshold, key=entry.key)
 
     name = f.attr.split(";", 1)[0].strip().lower()
     attr = canonical_attribute(name)
@@ -118,14 +125,22 @@ def evaluate(f: F.Filter, entry: EntryView, phones: PhoneQueries) -> bool | None
     values = _text_values(entry, attr)
     if values is None:
         return False
-    if isinstance(f, (F.Equality, F.Approx)):
-        wanted = fold(f.value)
-        return wanted in values
+    if isinstance(f, F.Approx):
+        fuzzy = getattr(phones, "fuzzy", None)
+        if fuzzy is not None and attr != "mail":
+            return fuzzy(f.value, entry.values.get(attr, ()), key=getattr(entry, "key", None))
+        return fold(f.value) in values
+    variants = entry.variants.get(attr) if hasattr(entry, "variants") else None
+    if isinstance(f, F.Equality):
+        if variants is None:
+            return fold(f.value) in values
+        return any(q in variants for q in query_variants(f.value))
     if isinstance(f, F.Substrings):
-        initial = fold(f.initial) if f.initial else None
-        final = fold(f.final) if f.final else None
-        anys = tuple(fold(a) for a in f.any)
-        return any(substring_match(v, initial, anys, final) for v in values)
+        pool = variants if variants is not None else values
+        for initial, anys, final in _substring_variants(f, variants is not None):
+            if any(substring_match(v, initial, anys, final) for v in pool):
+                return True
+        return False
     if isinstance(f, F.GreaterOrEqual):
         wanted = fold(f.value)
         return any(v >= wanted for v in values)
@@ -133,6 +148,20 @@ def evaluate(f: F.Filter, entry: EntryView, phones: PhoneQueries) -> bool | None
         wanted = fold(f.value)
         return any(v <= wanted for v in values)
     return None
+
+
+def _substring_variants(f: F.Substrings, expand: bool):
+    """The substring pattern folded, and (for variant attributes) with umlauts expanded."""
+    base = (fold(f.initial) if f.initial else None, tuple(fold(a) for a in f.any), fold(f.final) if f.final else None)
+    yield base
+    if expand:
+        parts = [f.initial or "", *f.any, f.final or ""]
+        if any(not p.isascii() for p in parts):
+            yield (
+                fold(expand_umlauts(f.initial)) if f.initial else None,
+                tuple(fold(expand_umlauts(a)) for a in f.any),
+                fold(expand_umlauts(f.final)) if f.final else None,
+            )
 
 
 def _match_fixed(f: F.Filter, present: tuple[str, ...]) -> bool | None:

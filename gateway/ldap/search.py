@@ -24,6 +24,7 @@ from gateway.ldap.schema import (
     canonical_attribute,
     normalize_dn,
 )
+from gateway.fuzzy import query_variants
 from gateway.text import fold
 
 __all__ = ["SearchSettings", "SearchResult", "ResultEntry", "QueryPhones", "run_search", "ALTERNATIVE"]
@@ -52,6 +53,11 @@ class SearchSettings:
     max_extension_digits: int = 5
     proximity_marker: str = "~"
     answer_as_asked: bool = False
+    duplicates: str = "all"  # caller ID across sources: "all" or "highest" priority only
+    fuzzy_threshold: float = 80.0
+    fuzzy_fallback: bool = False
+    fuzzy_fallback_threshold: float = 80.0
+    fuzzy_max_results: int = 20
 
 
 @frozen
@@ -75,12 +81,22 @@ class SearchResult:
 class QueryPhones:
     """Phone assertions of one search, read once and memoized."""
 
-    def __init__(self, index: ContactIndex, settings: N.NumberSettings) -> None:
+    def __init__(self, index: ContactIndex, settings: N.NumberSettings, fuzzy_threshold: float = 80.0) -> None:
         self._index = index
         self._settings = settings
         self._keys: dict[str, frozenset[str]] = {}
         self._patterns: dict[tuple, object] = {}
         self.asked: dict[str, str] = {}  # match key -> the form it was asked in
+        self.fuzzy_threshold = fuzzy_threshold
+        self.scores: dict[tuple, float] = {}  # contact key -> best fuzzy score, for ordering
+
+    def fuzzy(self, query: str, values, prefix: bool = False, threshold: float | None = None, key=None) -> bool:
+        """Approximate match of a name (``~=``, and the fuzzy fallback)."""
+        score = self._index.fuzzy.score(query, list(values), prefix=prefix,
+                                        threshold=self.fuzzy_threshold if threshold is None else threshold)
+        if score and key is not None:
+            self.scores[key] = max(score, self.scores.get(key, 0.0))
+        return score > 0
 
     def readings(self, value: str) -> tuple[N.Reading, ...]:
         return N.dialled_readings(value, self._settings)
@@ -124,6 +140,29 @@ class QueryPhones:
 
 # -- planning ---------------------------------------------------------------
 
+
+@frozen
+class FuzzyName:
+    """A name item of a fallback search, matched approximately (not a wire filter)."""
+
+    attr: str
+    value: str
+    prefix: bool = False
+    threshold: float | None = None
+
+
+def fuzzy_rewrite(f: F.Filter, threshold: float) -> tuple[F.Filter, bool]:
+    """The filter with equality and initial-substring items on names made approximate."""
+    if isinstance(f, (F.And, F.Or)):
+        items = [fuzzy_rewrite(i, threshold) for i in f.items]
+        return type(f)(tuple(i for i, _ in items)), any(c for _, c in items)
+    if isinstance(f, F.Equality) and _attr(f.attr) in _NAMES and _attr(f.attr) != "mail":
+        return FuzzyName(f.attr, f.value, False, threshold), True
+    if isinstance(f, F.Substrings) and f.initial and not f.any and not f.final and _attr(f.attr) in _NAMES:
+        if len(f.initial) >= 3:
+            return FuzzyName(f.attr, f.initial, True, threshold), True
+    return f, False
+
 _ALL = None  # a plan of "every contact"
 
 
@@ -150,7 +189,12 @@ def plan(f: F.Filter, index: ContactIndex, phones: QueryPhones) -> set | None:
                 return None
             out |= p
         return out
-    if isinstance(f, (F.Equality, F.Approx)) and not isinstance(f, F.Approx):
+    if isinstance(f, FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES):
+        value = f.value
+        prefix = getattr(f, "prefix", False)
+        threshold = getattr(f, "threshold", None) or phones.fuzzy_threshold
+        return {k for k, _ in index.fuzzy.search(value, prefix=prefix, threshold=threshold, limit=1000)}
+    if isinstance(f, F.Equality):
         attr = _attr(f.attr)
         if attr in _PHONES:
             out = set()
@@ -161,7 +205,10 @@ def plan(f: F.Filter, index: ContactIndex, phones: QueryPhones) -> set | None:
                     out |= index.with_number(k)
             return out
         if attr in _NAMES:
-            return index.name_equal(attr, fold(f.value))
+            out = set()
+            for q in query_variants(f.value):
+                out |= index.name_equal(attr, q)
+            return out
         if attr == "uid":
             entry = index.by_uid(f.value)
             return {entry.key} if entry else set()
@@ -169,7 +216,10 @@ def plan(f: F.Filter, index: ContactIndex, phones: QueryPhones) -> set | None:
     if isinstance(f, F.Substrings) and f.initial:
         attr = _attr(f.attr)
         if attr in _NAMES:
-            return index.name_prefix(attr, fold(f.initial))
+            out = set()
+            for q in query_variants(f.initial):
+                out |= index.name_prefix(attr, q)
+            return out
         if attr in _PHONES:
             patterns = phones.substring_patterns(f.initial, f.any, f.final)
             out = set()
@@ -330,7 +380,7 @@ def run_search(
     now: Callable[[], float] | None = None,
 ) -> SearchResult:
     """Answer a search request (the root DSE is the server's business)."""
-    phones = QueryPhones(index, settings.numbers)
+    phones = QueryPhones(index, settings.numbers, settings.fuzzy_threshold)
     kind = classify(request.filter)
     try:
         base = normalize_dn(request.base)
@@ -373,33 +423,73 @@ def run_search(
         matched = settings.base_dn if base[-len(base_dn):] == base_dn else ""
         return SearchResult((), RESULT_NO_SUCH_OBJECT, "no such entry", matched_dn=matched, kind=kind)
 
-    if contacts_scope:
-        candidates = plan(request.filter, index, phones)
-        ordered: Iterable[IndexedContact] = index.in_order() if candidates is None else index.ordered(candidates)
-    else:
-        ordered = [single] if single is not None else []
+    if not contacts_scope:
+        ordered = [single] if single is not None and evaluate_any(request.filter, single, phones) else []
+        entries = pre + [_render(e, selection, settings, index, phones, False) for e in ordered]
+        return SearchResult(tuple(entries), kind=kind)
 
-    entries: list[ResultEntry] = list(pre)
-    code = RESULT_SUCCESS
-    message = ""
+    fuzzy = _has_fuzzy(request.filter)
+    matched, code, message = _matching(index, request.filter, phones, visible, limit, deadline, now,
+                                       ordered_scan=not fuzzy and kind != "caller_id")
+    if not matched and kind == "name" and settings.fuzzy_fallback:
+        rewritten, changed = fuzzy_rewrite(request.filter, settings.fuzzy_fallback_threshold)
+        if changed:
+            fuzzy = True
+            matched, code, message = _matching(index, rewritten, phones, visible,
+                                               min(limit, settings.fuzzy_max_results), deadline, now,
+                                               ordered_scan=False)
+    if fuzzy:
+        matched.sort(key=lambda e: (-phones.scores.get(e.key, 0.0), e.sort_key))
+    elif kind == "caller_id":
+        matched = _caller_id_order(matched, settings.duplicates)
+    if len(matched) > limit:
+        matched = matched[:limit]
+        code, message = RESULT_SIZE_LIMIT, "size limit exceeded"
+    entries = pre + [_render(e, selection, settings, index, phones, False) for e in matched]
+    if not matched and kind == "caller_id" and settings.proximity:
+        entries = pre + _proximity(index, request.filter, selection, settings, phones, visible)[:limit]
+    return SearchResult(tuple(entries), code, message, kind=kind)
+
+
+def evaluate_any(f: F.Filter, entry: IndexedContact, phones: QueryPhones) -> bool:
+    return evaluate(f, entry, phones) is True
+
+
+def _has_fuzzy(f: F.Filter) -> bool:
+    if isinstance(f, (F.And, F.Or)):
+        return any(_has_fuzzy(i) for i in f.items)
+    if isinstance(f, F.Not):
+        return _has_fuzzy(f.item)
+    return isinstance(f, FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES)
+
+
+def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan):
+    """Contacts matching ``f``, in index order; at most limit + 1 when the order is final already."""
+    candidates = plan(f, index, phones)
+    ordered: Iterable[IndexedContact] = index.in_order() if candidates is None else index.ordered(candidates)
+    out: list[IndexedContact] = []
     checked = 0
     for entry in ordered:
         checked += 1
-        if deadline is not None and checked % 256 == 0 and now is not None and now() > deadline:
-            code, message = RESULT_TIME_LIMIT, "time limit exceeded"
-            break
+        if deadline is not None and checked % 256 == 0 and now() > deadline:
+            return out, RESULT_TIME_LIMIT, "time limit exceeded"
         if not visible(entry.contact.source):
             continue
-        if evaluate(request.filter, entry, phones) is not True:
+        if evaluate(f, entry, phones) is not True:
             continue
-        if len(entries) >= limit:
-            code, message = RESULT_SIZE_LIMIT, "size limit exceeded"
+        out.append(entry)
+        if ordered_scan and len(out) > limit:
             break
-        entries.append(_render(entry, selection, settings, index, phones, False))
+    return out, RESULT_SUCCESS, ""
 
-    if not entries and contacts_scope and kind == "caller_id" and settings.proximity:
-        entries = _proximity(index, request.filter, selection, settings, phones, visible)[:limit]
-    return SearchResult(tuple(entries), code, message, kind=kind)
+
+def _caller_id_order(matched: list[IndexedContact], duplicates: str) -> list[IndexedContact]:
+    """Highest priority first; within a source, people before company records (the most specific)."""
+    matched = sorted(matched, key=lambda e: (e.sort_key[0], e.contact.is_company_record, e.sort_key[1:]))
+    if duplicates == "highest" and matched:
+        top = matched[0].sort_key[0]
+        matched = [e for e in matched if e.sort_key[0] == top]
+    return matched
 
 
 def _select_plain(entry: ResultEntry, selection: list[tuple[str, str]] | None) -> ResultEntry:

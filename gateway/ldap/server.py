@@ -15,7 +15,9 @@ import time
 from ldaptor.protocols import pureber, pureldap
 from ldaptor.protocols.ldap import ldaperrors
 from ldaptor.protocols.ldap.ldapserver import LDAPServer
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.protocol import ServerFactory
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from gateway.ldap import ber
@@ -61,8 +63,15 @@ class LDAPConnection(LDAPServer):
     def connectionMade(self) -> None:
         super().connectionMade()
         peer = self.transport.getPeer()
+        self.peer_host = getattr(peer, "host", None)
         self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         self.secure = _is_tls(self.transport)
+        self.user = None
+        policy = self.factory.policy
+        if policy is not None and not policy.may_connect(self.peer_host, self.factory.listener):
+            self.log.info("LDAP connection from {peer} refused: address not allowed", peer=self.peer)
+            self.connected = 0
+            self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         self._buffer += data
@@ -252,12 +261,23 @@ class LDAPConnection(LDAPServer):
     # -- access ------------------------------------------------------------
 
     bound = False
+    user = None
+    _visible = None
 
     def may_search(self) -> bool:
-        return self.bound or self.directory.anonymous
+        if self.bound:
+            return True
+        policy = self.factory.policy
+        if policy is None:
+            return self.directory.anonymous
+        return policy.anonymous_allowed(self.factory.listener)
 
     def visible(self, source: str) -> bool:
-        return True
+        policy = self.factory.policy
+        if policy is None:
+            return True
+        sources = policy.visible_sources(self.user if self.bound else None)
+        return sources is None or source in sources
 
     # -- other operations (decoded by ldaptor) -----------------------------
 
@@ -272,13 +292,40 @@ class LDAPConnection(LDAPServer):
             )
         name = request.dn.decode("utf-8", "replace") if isinstance(request.dn, bytes) else str(request.dn)
         password = request.auth if isinstance(request.auth, bytes) else str(request.auth or "").encode()
+        self.bound = False
+        self.user = None
         if not password:
             # anonymous (or unauthenticated: a name without a password, RFC 4513 5.1.2)
-            if self.directory.anonymous:
-                self.bound = False
+            if self.may_search():
                 return pureldap.LDAPBindResponse(resultCode=0)
             return pureldap.LDAPBindResponse(resultCode=ldaperrors.LDAPInvalidCredentials.resultCode)
-        self.log.info("LDAP bind refused for {name!r} from {peer}", name=name, peer=self.peer)
+        policy = self.factory.policy
+        if policy is None or not policy.users:
+            self.log.info("LDAP bind refused for {name!r} from {peer}: no users configured", name=name, peer=self.peer)
+            return pureldap.LDAPBindResponse(resultCode=ldaperrors.LDAPInvalidCredentials.resultCode)
+        return Deferred.fromCoroutine(self._simple_bind(name, password))
+
+    async def _simple_bind(self, name: str, password: bytes):
+        factory = self.factory
+        throttle = factory.throttle
+        host = self.peer_host or "?"
+        delay = throttle.admit(host, factory.clock.seconds()) if throttle is not None else 0.0
+        if delay is None:
+            self.log.info("LDAP bind from {peer} refused at once: too many failed binds", peer=self.peer)
+            return pureldap.LDAPBindResponse(resultCode=ldaperrors.LDAPInvalidCredentials.resultCode)
+        if delay > 0:
+            await deferLater(factory.clock, delay, lambda: None)
+        outcome = await factory.check_bind(name, password, host)
+        if outcome.ok:
+            if throttle is not None:
+                throttle.record_success(host, factory.clock.seconds())
+            self.bound = True
+            self.user = outcome.user
+            return pureldap.LDAPBindResponse(resultCode=0)
+        if throttle is not None:
+            throttle.record_failure(host, factory.clock.seconds())
+        self.log.info("LDAP bind refused for {name!r} from {peer}: {reason}", name=name, peer=self.peer,
+                      reason=outcome.reason)
         return pureldap.LDAPBindResponse(resultCode=ldaperrors.LDAPInvalidCredentials.resultCode)
 
     def handle_LDAPUnbindRequest(self, request, controls, reply):
@@ -428,8 +475,34 @@ class LDAPServerFactory(ServerFactory):
     protocol = LDAPConnection
     noisy = False
 
-    def __init__(self, directory: Directory, limits, metrics=None, tls=None) -> None:
+    def __init__(self, directory: Directory, limits, metrics=None, tls=None, policy=None, listener=None,
+                 throttle=None, clock=None, reactor=None) -> None:
         self.directory = directory
         self.limits = limits
         self.metrics = metrics
         self.tls = tls
+        self.policy = policy
+        self.listener = listener
+        self.throttle = throttle
+        self.clock = clock
+        self._reactor = reactor
+        self._bind_slots = DeferredSemaphore(2)  # scrypt: ~60 ms and 16 MiB each
+
+    def check_bind(self, name: str, password: bytes, host: str):
+        """The policy's (slow, salted) password check, in a worker thread, two at a time."""
+        from twisted.internet.threads import deferToThreadPool
+
+        policy = self.policy
+
+        def run():
+            return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), policy.check_bind, name, password,
+                                     host, self.listener)
+
+        return self._bind_slots.run(run)
+
+    def for_listener(self, listener) -> "LDAPServerFactory":
+        """A factory for another listener, sharing everything else."""
+        other = LDAPServerFactory(self.directory, self.limits, self.metrics, self.tls, self.policy, listener,
+                                  self.throttle, self.clock, self._reactor)
+        other._bind_slots = self._bind_slots
+        return other

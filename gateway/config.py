@@ -98,6 +98,7 @@ class LdapConfig:
     listeners: tuple["ListenerConfig", ...] = ()
     failed_bind_free: int = 2
     failed_bind_max_delay: float = 30.0
+    max_requests_in_flight: int = 8
 
 
 @frozen
@@ -285,6 +286,9 @@ def _parse_ldap(path: str, data: Any) -> LdapConfig:
         failed_bind_free=t.check("failed_bind_free", t.get("failed_bind_free", int, 2, "an integer"),
                                  lambda v: v >= 0, "zero or more"),
         failed_bind_max_delay=_duration(t, "failed_bind_max_delay", 30.0),
+        max_requests_in_flight=t.check(
+            "max_requests_in_flight", t.get("max_requests_in_flight", int, 8, "an integer"), positive,
+            "a positive integer"),
     )
     t.finish()
     wants_tls = config.require_tls or any(d.startswith("ssl:") for d in config.listen)

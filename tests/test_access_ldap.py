@@ -206,7 +206,7 @@ def test_listener_network_refused(tmp_path):
     proc = ServerProcess(path)
     try:
         result, _ = search(proc, "(cn=*)")
-        assert result.returncode == 255  # can't contact LDAP server
+        assert result.returncode in (254, 255) and not result.stdout  # the connection is closed, nothing said
     finally:
         proc.stop()
 

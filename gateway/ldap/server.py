@@ -67,13 +67,75 @@ class LDAPConnection(LDAPServer):
         self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         self.secure = _is_tls(self.transport)
         self.user = None
-        policy = self.factory.policy
-        if policy is not None and not policy.may_connect(self.peer_host, self.factory.listener):
+        self.in_flight = 0
+        self._paused = False
+        self._idle = None
+        factory = self.factory
+        policy = factory.policy
+        if policy is not None and not policy.may_connect(self.peer_host, factory.listener):
             self.log.info("LDAP connection from {peer} refused: address not allowed", peer=self.peer)
-            self.connected = 0
-            self.transport.abortConnection()
+            self._refuse()
+            return
+        refusal = factory.admit(self)
+        if refusal:
+            self.log.warn("LDAP connection from {peer} refused: {why}", peer=self.peer, why=refusal)
+            self._refuse()
+            return
+        self._counted = True
+        # back-pressure: a client that does not read its answers stops being read
+        self.transport.registerProducer(self, True)
+        self._arm_idle()
+
+    def _refuse(self) -> None:
+        self.connected = 0
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self.factory.release(self)
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        super().connectionLost(reason)
+
+    # IPushProducer: the transport calls these when its write buffer fills and drains
+    def pauseProducing(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.transport.abortConnection()
+
+    def _arm_idle(self) -> None:
+        timeout = self.factory.limits.idle_timeout
+        clock = self.factory.clock
+        if clock is None or not timeout:
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(timeout)
+        else:
+            self._idle = clock.callLater(timeout, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        self.log.info("LDAP connection from {peer} closed after {t:g}s idle", peer=self.peer,
+                      t=self.factory.limits.idle_timeout)
+        if self.connected:
+            # notice of disconnection: unavailable (52)
+            self.transport.write(ber.encode_result(0, 0x78, 52, message="idle timeout",
+                                                   response_name=NOTICE_OF_DISCONNECTION))
+            self.transport.loseConnection()
+        self.connected = 0
 
     def dataReceived(self, data: bytes) -> None:
+        self._arm_idle()
         self._buffer += data
         limits = self.factory.limits
         while self._buffer and self.connected:
@@ -307,6 +369,16 @@ class LDAPConnection(LDAPServer):
 
     async def _simple_bind(self, name: str, password: bytes):
         factory = self.factory
+        if self.in_flight >= factory.limits.max_requests_in_flight:
+            return pureldap.LDAPBindResponse(resultCode=51, errorMessage="too many requests in flight")
+        self.in_flight += 1
+        try:
+            return await self._simple_bind_now(name, password)
+        finally:
+            self.in_flight -= 1
+
+    async def _simple_bind_now(self, name: str, password: bytes):
+        factory = self.factory
         throttle = factory.throttle
         host = self.peer_host or "?"
         delay = throttle.admit(host, factory.clock.seconds()) if throttle is not None else 0.0
@@ -487,6 +559,15 @@ class LDAPServerFactory(ServerFactory):
         self.clock = clock
         self._reactor = reactor
         self._bind_slots = DeferredSemaphore(2)  # scrypt: ~60 ms and 16 MiB each
+        self.connections = ConnectionCount()
+
+    def admit(self, connection) -> str | None:
+        """None when a new connection may stay; else why it may not."""
+        return self.connections.admit(connection.peer_host or "?", self.limits.max_connections,
+                                      self.limits.max_connections_per_address)
+
+    def release(self, connection) -> None:
+        self.connections.release(connection.peer_host or "?")
 
     def check_bind(self, name: str, password: bytes, host: str):
         """The policy's (slow, salted) password check, in a worker thread, two at a time."""
@@ -505,4 +586,31 @@ class LDAPServerFactory(ServerFactory):
         other = LDAPServerFactory(self.directory, self.limits, self.metrics, self.tls, self.policy, listener,
                                   self.throttle, self.clock, self._reactor)
         other._bind_slots = self._bind_slots
+        other.connections = self.connections  # the limits are for the whole server
         return other
+
+
+class ConnectionCount:
+    """Open connections in total and per client address."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_address: dict[str, int] = {}
+
+    def admit(self, address: str, max_total: int, max_per_address: int) -> str | None:
+        if self.total >= max_total:
+            return f"{self.total} connections open (max_connections = {max_total})"
+        current = self.by_address.get(address, 0)
+        if current >= max_per_address:
+            return f"{current} connections from this address (max_connections_per_address = {max_per_address})"
+        self.total += 1
+        self.by_address[address] = current + 1
+        return None
+
+    def release(self, address: str) -> None:
+        self.total -= 1
+        left = self.by_address.get(address, 1) - 1
+        if left <= 0:
+            self.by_address.pop(address, None)
+        else:
+            self.by_address[address] = left

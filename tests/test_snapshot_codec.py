@@ -6,6 +6,7 @@ import gc
 import hashlib
 import json
 import struct
+import zlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -136,6 +137,16 @@ def test_repeated_values_are_one_object() -> None:
     assert all(len(ids) == 1 for ids in by_company.values())
 
 
+def test_extensions_round_trip_and_are_optional() -> None:
+    """Named opaque sections after the contacts: for derived data a later reader may use or ignore."""
+    sources = sample(5)
+    data = encode(sources, 1.0, extensions={"index-cache": b"\x00\x01 anything", "empty": b""})
+    snapshot = decode(data)
+    assert snapshot.extensions == {"index-cache": b"\x00\x01 anything", "empty": b""}
+    assert_same(snapshot.sources, sources)
+    assert decode(encode(sources, 1.0)).extensions == {}
+
+
 def test_encode_parts_join_to_encode() -> None:
     sources = sample(10)
     assert b"".join(encode_parts(sources, 3.0)) == encode(sources, 3.0)
@@ -182,7 +193,6 @@ def header(version: int = FORMAT_VERSION, payload: bytes = b"", header_size: int
     """A header with correct CRC and digest for ``payload``, any version."""
     rest = struct.pack(">QQ32s", len(payload), 0, hashlib.sha256(payload).digest()) + b"\0" * (header_size - 64)
     prefix = struct.pack(">8sHH", MAGIC, version, header_size)
-    import zlib
     crc = zlib.crc32(rest, zlib.crc32(prefix))
     return prefix + struct.pack(">I", crc) + rest
 
@@ -305,6 +315,11 @@ def test_the_block_helpers_decode() -> None:
         {"name": "a", "contacts": 0, "blocks": [], "sync": {}}]}, b"junk"), "after the last block"),
     (payload_with({"created": 1, "table": [], "sources": [
         {"name": "a", "contacts": 1, "blocks": [99], "sync": {}}]}), "out of range"),
+    (payload_with({"created": 1, "table": [], "sources": [], "extensions": [["x", 5]]}, b"abc"),
+     "extension 'x'"),
+    (payload_with({"created": 1, "table": [], "sources": [], "extensions": [["x", -1]]}), "pairs"),
+    (payload_with({"created": 1, "table": [], "sources": [], "extensions": [["x", 0], ["x", 0]]}), "twice"),
+    (payload_with({"created": 1, "table": [], "sources": [], "extensions": {"x": 1}}), "pairs"),
     (one_block(struct.pack("<BxxxII", 9, 1, 0)), "unknown block type"),
     (one_block(struct.pack("<BxxxII", 0, 1, 0)), "shorter than its counts"),
     (one_block(columns_block(1, 0, [0], [0, 0, 0, 0, 9], b"id\0dn\0mail")), "index out of range"),

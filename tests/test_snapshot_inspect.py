@@ -37,9 +37,9 @@ def test_inspect_rows_and_table(tmp_path: Path) -> None:
     assert [r["generation"] for r in rows] == ["current", "previous", "bad"]
     current, previous, bad = rows
     assert current["ok"] and current["created"] == base and 124 <= current["age_s"] <= 126
-    assert current["sources"]["tenant-a"] == {"contacts": 7, "delta_link": True, "importing": False,
-                                              "last_success": base - 30, "last_success_age_s": round(now - (base - 30), 3),
-                                              "identity": ["tenant", "client"]}
+    assert current["sources"]["tenant-a"] == {
+        "contacts": 7, "delta_link": True, "importing": False, "last_success": base - 30,
+        "last_success_age_s": round(now - (base - 30), 3), "identity": ["tenant", "client"]}
     assert previous["sources"]["tenant-a"]["importing"] and not previous["sources"]["tenant-a"]["delta_link"]
     assert current["sources"]["files"]["contacts"] == 1
     assert not bad["ok"] and bad["reason"] == "foreign"

@@ -276,6 +276,15 @@ def test_directory_path_is_a_file(tmp_path: Path) -> None:
     assert path.read_text() == "not a directory"
 
 
+def test_save_empties_a_list_of_parts(tmp_path: Path) -> None:
+    """The memory of a big snapshot is given back piece by piece, not all at once after the save."""
+    parts = encode_parts({"a": SourceSnapshot(contacts=(Contact("a", "1"),))}, 1.0)
+    data = b"".join(parts)
+    FileSnapshotStore(str(tmp_path)).save(parts)
+    assert parts == []
+    assert (tmp_path / CURRENT_NAME).read_bytes() == data
+
+
 def test_missing_directory_is_created(tmp_path: Path) -> None:
     store = FileSnapshotStore(str(tmp_path / "a" / "b"))
     store.save(snapshot_bytes(1))
@@ -383,10 +392,10 @@ def test_a_crash_at_any_step_leaves_a_valid_generation(tmp_path: Path, start: in
     (True, 1, 2.0, 1.0),  # new file -> current fails: nothing changed
     (True, 2, 3.0, 1.0),  # link -> previous fails: the new one is in, the older previous stays
     (False, 1, 2.0, 1.0),  # current -> previous fails: nothing changed
-    (False, 2, None, 2.0),  # new file -> current fails after the rotation: the previous is the newest valid
+    (False, 2, 2.0, None),  # new file -> current fails after the rotation: rolled back, the oldest is gone
 ])
 def test_a_failed_rename_at_any_point_leaves_a_valid_generation(
-        tmp_path: Path, links: bool, failing_call: int, newest: float | None, previous: float) -> None:
+        tmp_path: Path, links: bool, failing_call: int, newest: float, previous: float | None) -> None:
     """os.replace raising at each of its calls during a save."""
     directory = tmp_path / "var"
     store = FileSnapshotStore(str(directory))
@@ -412,7 +421,7 @@ def test_a_failed_rename_at_any_point_leaves_a_valid_generation(
             assert "I/O error" in e.message
     assert [g.created for g in store.generations()] == [c for c in (newest, previous) if c is not None]
     snapshot, problems = FileSnapshotStore(str(directory)).load()
-    assert problems == [] and snapshot.created == (newest or previous)
+    assert problems == [] and snapshot.created == newest
     assert not [n for n in _contents(directory) if ".tmp-" in n]
 
 

@@ -1,0 +1,147 @@
+"""Snapshot timings on synthetic contacts (for ``scripts/bench`` and the closing notes).
+
+``python -m gateway.snapshot.bench 100000 1000000`` prints one JSON line per size.
+``python -m gateway.snapshot.bench --load DIR`` loads the snapshot in DIR and prints the time (what a
+starting ``dirgw serve`` does before it listens).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+from gateway.model import Contact, Phone
+from gateway.snapshot.codec import SourceSnapshot, decode, encode_parts
+from gateway.snapshot.store import FileSnapshotStore
+
+__all__ = ["synthetic_contacts", "bench", "load_in_fresh_process"]
+
+_GIVEN = ("Jürgen Jörg Björn Günter Sören Uwe Klaus Hans-Peter Michael Thomas Andreas Stefan Anna Maria Sabine "
+          "Petra Käthe Bärbel Zoë Łukasz Małgorzata Jiří François Chloé Søren Åsa Siobhán María José Wei "
+          "Hiroshi Priya Ngozi Olga Anh Noémie Ümit Özlem").split()
+_SURNAMES = ("Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz Hoffmann Schäfer Koch Bauer "
+             "Richter Klein Wolf Schröder Neumann Schwarz Zimmermann Braun Krüger Meier Maier Mayer Mayr "
+             "Müller-Lüdenscheidt Özdemir Öztürk Yılmaz Şahin Nowak Wójcik Dvořák Horváth Rossi García "
+             "O'Brien MacDonald Søndergaard Åberg Nguyen Tanaka Patel Cohen Papadopoulos Núñez").split()
+_DEPARTMENTS = ("", "", "Vertrieb", "Einkauf", "Buchhaltung", "IT", "Geschäftsleitung", "Technik", "Support")
+_TITLES = ("", "", "Sachbearbeiter", "Leiterin Einkauf", "Geschäftsführer", "Projektleiter", "Dr.",
+           "Account Manager")
+_NOTATIONS = ("+49 (0)89 {a}-{b}", "089/{a}{b}", "0049-89-{a}-{b}", "+49 89 {a} {b}", "(089) {a} {b}",
+              "+43 1 {a}{b}", "+1 (212) 555-{b:0>4.4}", "0171 {a} {b}")
+
+
+def synthetic_contacts(n: int, source: str = "bench", seed: int = 42) -> list[Contact]:
+    """``n`` deterministic, realistic-looking contacts: GUID ids, unique display names and mails, names
+    with diacritics, 85% in one of n/20 companies, 1-4 phones in mixed notations."""
+    rnd = random.Random(seed)
+    companies = [f"{rnd.choice(_SURNAMES)} {rnd.choice(('GmbH', 'AG', 'KG', '& Söhne KG', 'Ltd.', 'Inc.'))} {i}"
+                 for i in range(max(1, n // 20))]
+    kinds = ("business", "mobile", "home", "businessFax")
+    out = []
+    for i in range(n):
+        given = rnd.choice(_GIVEN)
+        surname = rnd.choice(_SURNAMES)
+        company = rnd.choice(companies) if rnd.random() < 0.85 else ""
+        phones = tuple(
+            Phone(kinds[k], rnd.choice(_NOTATIONS).format(a=rnd.randrange(1000, 9999), b=str(rnd.randrange(10, 999))))
+            for k in range(rnd.randint(1, 4))
+        )
+        out.append(Contact(
+            source=source,
+            id=str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+            display_name=f"{given} {surname} {i}",
+            given_name=given,
+            surname=surname,
+            company=company,
+            department=rnd.choice(_DEPARTMENTS),
+            job_title=rnd.choice(_TITLES),
+            mail=f"{given.lower()}.{surname.lower()}{i}@example.com",
+            phones=phones,
+        ))
+    return out
+
+
+def _timed(fn: Any) -> tuple[Any, float, float]:
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def load_in_fresh_process(directory: str) -> dict[str, Any]:
+    """Load the snapshot in ``directory`` in a new Python process: wall and CPU seconds, peak RSS."""
+    out = subprocess.run([sys.executable, "-m", "gateway.snapshot.bench", "--load", directory],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _load(directory: str) -> dict[str, Any]:
+    (snapshot, problems), wall, cpu = _timed(lambda: FileSnapshotStore(directory).load())
+    if snapshot is None or problems:
+        raise SystemExit(f"no valid snapshot in {directory}: {problems}")
+    return {"load_s": round(wall, 3), "load_cpu_s": round(cpu, 3),
+            "contacts": sum(len(s.contacts) for s in snapshot.sources.values()),
+            "max_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process (VmHWM: unlike ru_maxrss, not inherited from the parent across fork/exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # pragma: no cover
+
+
+def bench(n: int, fresh_process: bool = True) -> dict[str, Any]:
+    """Encode, save, decode and load ``n`` synthetic contacts of one source.
+
+    Seconds are wall-clock (``_s``) and CPU (``_cpu_s``; the wall time includes waiting for the CPU on a
+    busy machine).  ``decode`` decodes bytes in this process, which also holds the ``n`` source
+    contacts; ``load`` (with ``fresh_process``) reads, verifies and decodes the file in a new process,
+    as a starting service does.
+    """
+    contacts = tuple(synthetic_contacts(n))
+    sync = {"delta_link": "https://graph.microsoft.com/v1.0/contacts/delta?$deltatoken=" + "x" * 200,
+            "next_link": None, "identity": ["tenant", "client"], "last_success": time.time()}
+    sources = {"bench": SourceSnapshot(contacts=contacts, sync=sync)}
+    parts, encode_s, encode_cpu = _timed(lambda: encode_parts(sources, created=time.time()))
+    size = sum(map(len, parts))
+    result: dict[str, Any] = {"contacts": n, "bytes": size, "bytes_per_contact": round(size / max(1, n), 1),
+                              "encode_s": round(encode_s, 3), "encode_cpu_s": round(encode_cpu, 3)}
+    with tempfile.TemporaryDirectory(prefix="dirgw-snapshot-bench-") as directory:
+        data = b"".join(parts)
+        _, save_s, _ = _timed(lambda: FileSnapshotStore(directory).save(parts))  # empties parts
+        result["save_s"] = round(save_s, 3)
+        snapshot, decode_s, decode_cpu = _timed(lambda: decode(data))
+        assert len(snapshot.sources["bench"].contacts) == n
+        del snapshot, data
+        result.update(decode_s=round(decode_s, 3), decode_cpu_s=round(decode_cpu, 3))
+        if fresh_process:
+            loaded = load_in_fresh_process(directory)
+            result.update(load_s=loaded["load_s"], load_cpu_s=loaded["load_cpu_s"],
+                          load_max_rss_mb=loaded["max_rss_mb"])
+    return result
+
+
+def main(argv: list[str]) -> None:  # pragma: no cover - a command
+    if argv[:1] == ["--load"]:
+        print(json.dumps(_load(argv[1])), flush=True)
+        return
+    for arg in argv or ["100000"]:
+        print(json.dumps(bench(int(arg))), flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -7,6 +7,7 @@ Numbers are normalized here, once, when a contact is added.
 
 from __future__ import annotations
 
+import heapq
 from typing import Iterable, Iterator
 
 from sortedcontainers import SortedList
@@ -43,10 +44,11 @@ class SourceProfile:
 class IndexedContact:
     """A contact with everything a search needs precomputed."""
 
-    __slots__ = ("contact", "uid", "sort_key", "values", "folded", "variants", "numbers")
+    __slots__ = ("contact", "uid", "sort_key", "values", "folded", "variants", "numbers", "rendered")
 
     def __init__(self, contact: Contact, profile: SourceProfile) -> None:
         self.contact = contact
+        self.rendered: dict | None = None  # search results' cache (gateway.ldap.search)
         values = contact_attribute_values(contact)
         self.values = values
         self.uid = fold(values["uid"][0])
@@ -289,9 +291,29 @@ class ContactIndex:
 
     def ordered(self, keys: Iterable[ContactKey]) -> list[IndexedContact]:
         """The contacts of ``keys`` by source priority then name."""
-        entries = [self._by_key[k] for k in keys if k in self._by_key]
-        entries.sort(key=lambda e: e.sort_key)
+        by_key = self._by_key
+        entries = [by_key[k] for k in keys if k in by_key]
+        entries.sort(key=_sort_key)
         return entries
+
+    def ordered_lazily(self, keys: Iterable[ContactKey], first: int) -> Iterator[IndexedContact]:
+        """Like ``ordered``, but sorts only the first ``first`` unless more are consumed."""
+        by_key = self._by_key
+        entries = [by_key[k] for k in keys if k in by_key]
+        if len(entries) <= first * 2:
+            entries.sort(key=_sort_key)
+            yield from entries
+            return
+        head = heapq.nsmallest(first, entries, key=_sort_key)
+        yield from head
+        seen = {id(e) for e in head}
+        rest = [e for e in entries if id(e) not in seen]
+        rest.sort(key=_sort_key)
+        yield from rest
+
+
+def _sort_key(entry: IndexedContact) -> tuple:
+    return entry.sort_key
 
 
 def _discard(mapping: dict[str, set[ContactKey]], k: str, key: ContactKey) -> None:

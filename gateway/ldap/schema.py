@@ -6,6 +6,7 @@ that a search returns for one contact, in a fixed order.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
 from gateway.model import Contact
@@ -104,6 +105,7 @@ _KIND_TO_ATTRIBUTE = {
 OBJECT_CATEGORY = "person"
 
 
+@lru_cache(maxsize=4096)
 def canonical_attribute(name: str) -> str | None:
     """The canonical name of an attribute description, or None if unknown.
 
@@ -184,6 +186,7 @@ def _split_dn(dn: str) -> list[str]:
     return parts
 
 
+@lru_cache(maxsize=4096)
 def normalize_dn(dn: str) -> tuple[tuple[str, str], ...]:
     """A comparable form of a DN: ((attribute, folded value), ...).
 

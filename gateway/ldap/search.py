@@ -25,6 +25,7 @@ from gateway.ldap.schema import (
     normalize_dn,
 )
 from gateway.fuzzy import query_variants
+from gateway.ldap.ber import encode_entry_body
 from gateway.text import fold
 
 __all__ = ["SearchSettings", "SearchResult", "ResultEntry", "QueryPhones", "run_search", "ALTERNATIVE"]
@@ -67,6 +68,7 @@ class ResultEntry:
     dn: str
     attributes: tuple[tuple[str, tuple[str, ...]], ...]
     approximate: bool = False
+    wire: bytes | None = None  # the encoded SearchResultEntry body, when cached
 
 
 @frozen
@@ -287,9 +289,23 @@ def _phone_equalities(f: F.Filter) -> list[str]:
 # -- attribute selection ----------------------------------------------------
 
 
-def _selection(requested: Iterable[str]) -> list[tuple[str, str]] | None:
+def _selection(requested: Iterable[str]) -> tuple[tuple[str, str], ...] | None:
     """(canonical, name to answer with) pairs, or None for all user attributes."""
-    requested = list(requested)
+    requested = tuple(requested)
+    cached = _SELECTIONS.get(requested, _MISSING)
+    if cached is _MISSING:
+        cached = _selection_uncached(requested)
+        if len(_SELECTIONS) > 1024:
+            _SELECTIONS.clear()
+        _SELECTIONS[requested] = cached
+    return cached  # type: ignore[return-value]
+
+
+_SELECTIONS: dict = {}
+_MISSING = object()
+
+
+def _selection_uncached(requested: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
     if not requested:
         return None
     wanted: list[tuple[str, str]] = []
@@ -308,20 +324,52 @@ def _selection(requested: Iterable[str]) -> list[tuple[str, str]] | None:
         wanted.append((canon, name.split(";", 1)[0]))
     if everything:
         extra = [(a, a) for a in ALL_ATTRIBUTES if a not in seen]
-        return wanted + extra
-    return wanted
+        return tuple(wanted + extra)
+    return tuple(wanted)
+
+
+_ALL_PAIRS = tuple((a, a) for a in ALL_ATTRIBUTES)
 
 
 def _render(
     entry: IndexedContact,
-    selection: list[tuple[str, str]] | None,
+    selection: tuple[tuple[str, str], ...] | None,
+    settings: SearchSettings,
+    index: ContactIndex,
+    phones: QueryPhones,
+    approximate: bool,
+) -> ResultEntry:
+    """The entry as sent; cached on the contact per attribute selection and settings (the
+    contact object is replaced whenever it changes, so the cache never goes stale)."""
+    cacheable = not approximate and not settings.answer_as_asked
+    if cacheable:
+        cache = entry.rendered
+        key = (selection, settings)
+        if cache is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+        result = _render_uncached(entry, selection, settings, index, phones, approximate)
+        result = ResultEntry(result.dn, result.attributes, False, encode_entry_body(result.dn, result.attributes))
+        if cache is None:
+            cache = entry.rendered = {}
+        elif len(cache) >= 4:
+            cache.clear()
+        cache[key] = result
+        return result
+    return _render_uncached(entry, selection, settings, index, phones, approximate)
+
+
+def _render_uncached(
+    entry: IndexedContact,
+    selection: tuple[tuple[str, str], ...] | None,
     settings: SearchSettings,
     index: ContactIndex,
     phones: QueryPhones,
     approximate: bool,
 ) -> ResultEntry:
     values = entry.values
-    pairs = selection if selection is not None else [(a, a) for a in ALL_ATTRIBUTES]
+    pairs = selection if selection is not None else _ALL_PAIRS
     profile = index.profiles.get(entry.contact.source)
     number_settings = profile.numbers if profile else settings.numbers
     out: list[tuple[str, tuple[str, ...]]] = []
@@ -466,7 +514,12 @@ def _has_fuzzy(f: F.Filter) -> bool:
 def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan):
     """Contacts matching ``f``, in index order; at most limit + 1 when the order is final already."""
     candidates = plan(f, index, phones)
-    ordered: Iterable[IndexedContact] = index.in_order() if candidates is None else index.ordered(candidates)
+    if candidates is None:
+        ordered: Iterable[IndexedContact] = index.in_order()
+    elif ordered_scan:
+        ordered = index.ordered_lazily(candidates, limit + 1)
+    else:
+        ordered = index.ordered(candidates)
     out: list[IndexedContact] = []
     checked = 0
     for entry in ordered:

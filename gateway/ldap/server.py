@@ -295,7 +295,12 @@ class LDAPConnection(LDAPServer):
             if next_cookie:
                 code, message = 0, ""
             controls.append(Control(PAGED_RESULTS_OID, False, ber.encode_paged_results_value(0, next_cookie)))
-        out = [ber.encode_search_entry(mid, e.dn, e.attributes, request.types_only) for e in entries]
+        types_only = request.types_only
+        out = [
+            ber.wrap_message(mid, e.wire) if e.wire is not None and not types_only
+            else ber.encode_search_entry(mid, e.dn, e.attributes, types_only)
+            for e in entries
+        ]
         out.append(
             ber.encode_result(
                 mid, OP_SEARCH_DONE, code, matched_dn=result.matched_dn, message=message, controls=tuple(controls)

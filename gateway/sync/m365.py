@@ -90,7 +90,9 @@ class M365Source(Service):
         saved: Callable[[str], object] | None = None,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] | None = None,
+        save_every_pages: int = 50,
     ) -> None:
+        self._save_every = max(1, save_every_pages)
         self.name = name
         self._graph = graph
         self._index = index
@@ -161,7 +163,15 @@ class M365Source(Service):
         """One import or delta round; True on success."""
         try:
             if self.state.delta_link is None:
-                await self._full_import()
+                try:
+                    await self._full_import()
+                except ResyncRequired as e:
+                    if self.state.next_link is None:
+                        raise
+                    self.log.warn("source {source}: the saved import position expired ({code}); importing afresh",
+                                  source=self.name, code=e.code)
+                    self.state.next_link = None
+                    await self._full_import()
             else:
                 try:
                     await self._delta_round()
@@ -326,8 +336,8 @@ class M365Source(Service):
                     elapsed = max(1e-6, self._wall() - (state.import_started or self._wall()))
                     self.log.info("source {source}: import page {pages}, {count} contacts ({rate:.0f}/s)",
                                   source=self.name, pages=state.pages, count=state.imported, rate=state.imported / elapsed)
-                    if progressive:
-                        self._saved("import_progress")
+                if progressive and state.pages % self._save_every == 0 and page.next_link:
+                    self._saved("import_progress")
                 if page.delta_link:
                     state.delta_link = page.delta_link
         stale = [Remove(self.name, c.id) for c in self._index.contacts(self.name) if c.id not in staged]

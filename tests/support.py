@@ -69,6 +69,7 @@ class ServerProcess:
         )
         self.output = ""
         self.port = self._wait_for_port(timeout)
+        self._drain()
 
     def _wait_for_port(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -92,17 +93,33 @@ class ServerProcess:
         self.stop()
         raise RuntimeError("dirgw serve did not start:\n" + buf.decode("utf-8", "replace"))
 
-    def read_output(self) -> str:
-        """Everything the process printed so far (non-blocking)."""
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        try:
+    def _drain(self) -> None:
+        """Keep reading the process's output so that a chatty server never blocks on a full pipe."""
+        import threading
+
+        self._chunks: list[bytes] = []
+        self._lock = threading.Lock()
+
+        def run() -> None:
+            fd = self.proc.stdout.fileno()
             while True:
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    return
                 if not chunk:
-                    break
-                self.output += chunk.decode("utf-8", "replace")
-        except BlockingIOError:
-            pass
+                    return
+                with self._lock:
+                    self._chunks.append(chunk)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def read_output(self) -> str:
+        """Everything the process printed so far."""
+        with self._lock:
+            chunks, self._chunks = self._chunks, []
+        if chunks:
+            self.output += b"".join(chunks).decode("utf-8", "replace")
         return self.output
 
     def stop(self) -> int:

@@ -38,6 +38,8 @@ from gateway.text import fold
 __all__ = ["LDAPConnection", "LDAPServerFactory"]
 
 OP_SEARCH = 0x63
+#: Requests of one connection answered in one reactor turn, so one client cannot starve the others.
+REQUESTS_PER_TURN = 16
 OP_SEARCH_DONE = 0x65
 NOTICE_OF_DISCONNECTION = "1.3.6.1.4.1.1466.20036"
 _UNDERSTOOD_CONTROLS = {PAGED_RESULTS_OID, SORT_REQUEST_OID, MANAGE_DSA_IT_OID}
@@ -97,9 +99,15 @@ class LDAPConnection(LDAPServer):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
+        if self._scheduled is not None and self._scheduled.active():
+            self._scheduled.cancel()
+        self._scheduled = None
         super().connectionLost(reason)
 
     # IPushProducer: the transport calls these when its write buffer fills and drains
+    _reading_paused = False
+    _scheduled = None
+
     def pauseProducing(self) -> None:
         if not self._paused:
             self._paused = True
@@ -108,7 +116,9 @@ class LDAPConnection(LDAPServer):
     def resumeProducing(self) -> None:
         if self._paused:
             self._paused = False
+            self._reading_paused = False
             self.transport.resumeProducing()
+            self._schedule_processing()
 
     def stopProducing(self) -> None:
         self.transport.abortConnection()
@@ -137,8 +147,22 @@ class LDAPConnection(LDAPServer):
     def dataReceived(self, data: bytes) -> None:
         self._arm_idle()
         self._buffer += data
+        self._process()
+
+    def _process(self) -> None:
+        """Answer the complete requests in the buffer, a few per reactor turn.
+
+        While the client does not read its answers (the transport paused us),
+        nothing more is answered; buffered requests wait for resumeProducing.
+        A large backlog of unanswered requests stops reading from the client.
+        """
+        self._scheduled = None
         limits = self.factory.limits
-        while self._buffer and self.connected:
+        handled = 0
+        while self._buffer and self.connected and not self._paused:
+            if handled >= REQUESTS_PER_TURN:
+                self._schedule_processing()
+                break
             try:
                 length = ber.frame(self._buffer, limits.max_pdu_size)
             except ber.PDUTooLarge as e:
@@ -148,16 +172,32 @@ class LDAPConnection(LDAPServer):
                 self._protocol_failure(f"malformed request: {e}")
                 return
             if length is None:
-                return
+                break
             pdu = bytes(self._buffer[:length])
             del self._buffer[:length]
             self._dispatch(pdu)
+            handled += 1
+        if self.connected and self.transport is not None:
+            backlog = len(self._buffer) > self.factory.limits.max_pdu_size
+            if backlog and not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pauseProducing()
+            elif not backlog and self._reading_paused and not self._paused:
+                self._reading_paused = False
+                self.transport.resumeProducing()
+
+    def _schedule_processing(self) -> None:
+        if getattr(self, "_scheduled", None) is None and self.factory.clock is not None:
+            self._scheduled = self.factory.clock.callLater(0, self._process)
 
     def _dispatch(self, pdu: bytes) -> None:
         try:
             message = ber.decode_message(pdu)
         except ber.BERError as e:
             self._protocol_failure(f"malformed message: {e}")
+            return
+        if message.message_id == 0:
+            self._protocol_failure("message ID 0 is reserved for unsolicited notifications (RFC 4511 4.1.1.1)")
             return
         if message.op_tag == OP_SEARCH:
             self._search(message)

@@ -181,3 +181,39 @@ def test_unwritable_snapshot_directory_keeps_serving(tmp_path, emulator):
         assert len(uids(proc)) == 400
     finally:
         proc.stop()
+
+
+KILL_ROUNDS = int(os.environ.get("DIRGW_KILL_ROUNDS", "8"))
+
+
+def test_kill_loop_converges(tmp_path, emulator):
+    """kill -9 at seeded random points of imports, delta rounds and snapshot writes, again and again,
+    with contact changes in between: the last start converges to exactly the emulator's contacts."""
+    rng = random.Random(SEED + 2)
+    config = write_config(tmp_path, emulator, pages=2, interval="1s")
+    next_id = 0
+    for _ in range(KILL_ROUNDS):
+        proc = ServerProcess(config)
+        time.sleep(rng.uniform(0.05, 0.6))  # somewhere in an import, a delta round or a save
+        for _ in range(rng.randint(0, 3)):
+            next_id += 1
+            if rng.random() < 0.6:
+                emulator.add_contacts([contact(f"k-{next_id}", given="Kill", surname=f"Loop{next_id}")])
+            else:
+                ids = [c["id"] for c in emulator.contacts()]
+                emulator.remove_contact(rng.choice(ids), permanent=rng.random() < 0.5)
+        proc.proc.send_signal(signal.SIGKILL)
+        proc.proc.wait()
+    expected = {f"m365.{c['id']}" for c in emulator.contacts()}
+    proc = ServerProcess(config)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            found = uids(proc)
+            if set(found) == expected:
+                break
+            time.sleep(0.2)
+        assert len(found) == len(set(found))  # nothing duplicated
+        assert set(found) == expected  # nothing lost, nothing stale
+    finally:
+        proc.stop()

@@ -110,6 +110,8 @@ class M365Source(Service):
             self.state.next_link = None
         self.state.identity = tuple(identity)
         self._running: Deferred | None = None
+        self._current: bool | None = None
+        self._current_waiters: list[Deferred] = []
         self._timer: Any = None
         self._stopping = False
 
@@ -160,7 +162,24 @@ class M365Source(Service):
     # -- one round ---------------------------------------------------------
 
     async def sync_once(self) -> bool:
-        """One import or delta round; True on success."""
+        """One import or delta round; True on success.  Rounds never overlap: a call while a
+        round runs waits for that round and returns its outcome."""
+        if self._current is not None:
+            waiter: Deferred = Deferred()
+            self._current_waiters.append(waiter)
+            return await waiter
+        self._current = True
+        outcome = False
+        try:
+            outcome = await self._round()
+            return outcome
+        finally:
+            self._current = None
+            waiters, self._current_waiters = self._current_waiters, []
+            for waiter in waiters:
+                waiter.callback(outcome)
+
+    async def _round(self) -> bool:
         try:
             if self.state.delta_link is None:
                 try:

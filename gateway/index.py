@@ -44,10 +44,12 @@ class SourceProfile:
 class IndexedContact:
     """A contact with everything a search needs precomputed."""
 
-    __slots__ = ("contact", "uid", "sort_key", "values", "folded", "variants", "numbers", "rendered")
+    __slots__ = ("contact", "uid", "sort_key", "values", "folded", "variants", "numbers", "rendered",
+                 "company_hints")
 
-    def __init__(self, contact: Contact, profile: SourceProfile) -> None:
+    def __init__(self, contact: Contact, profile: SourceProfile, company_hints: tuple[str, ...] = ()) -> None:
         self.contact = contact
+        self.company_hints = company_hints
         self.rendered: dict | None = None  # search results' cache (gateway.ldap.search)
         values = contact_attribute_values(contact)
         self.values = values
@@ -61,6 +63,8 @@ class IndexedContact:
         }
         numbers: dict[str, list[StoredNumber]] = {}
         hints = region_hints((p.number for p in contact.phones), profile.numbers) if contact.phones else ()
+        if company_hints:
+            hints = tuple(dict.fromkeys(hints + company_hints))
         for phone in contact.phones:
             numbers.setdefault(phone_attribute_for_kind(phone.kind), []).append(
                 parse_stored(phone.number, profile.numbers, regions=hints)
@@ -74,6 +78,11 @@ class IndexedContact:
     def all_numbers(self) -> Iterator[StoredNumber]:
         for numbers in self.numbers.values():
             yield from numbers
+
+
+def company_key(contact: Contact) -> tuple[str, str] | None:
+    """Colleagues: contacts of one source with the same company name."""
+    return (contact.source, fold(contact.company)) if contact.company else None
 
 
 class Prepared:
@@ -100,6 +109,11 @@ class ContactIndex:
         self._number_forms = SortedList()
         self._sorted: SortedList = SortedList()
         self.generation = 0
+        # numbers of each company's contacts: where a company's numbers written with a country code
+        # point abroad, its other numbers are read as that country's first ("region hints")
+        self._companies: dict[tuple[str, str], dict[ContactKey, tuple[str, ...]]] = {}
+        self._company_hints: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._dirty_companies: set[tuple[str, str]] = set()
 
     # -- changes ---------------------------------------------------------
 
@@ -112,11 +126,17 @@ class ContactIndex:
             for contact in contacts:
                 self._remove(contact.key)
                 self._add(contact)
+            self._settle_companies()
             self.generation += 1
 
     def prepare(self, contact: Contact) -> Prepared:
         """Do the expensive part of an upsert now (may run in slices before ``apply``)."""
-        return Prepared(IndexedContact(contact, self._profile(contact.source)))
+        return Prepared(self._entry(contact))
+
+    def _entry(self, contact: Contact) -> IndexedContact:
+        ckey = company_key(contact)
+        hints = self._company_hints.get(ckey, ()) if ckey else ()
+        return IndexedContact(contact, self._profile(contact.source), hints)
 
     def unchanged(self, contact: Contact) -> bool:
         """True when the index already holds exactly this contact."""
@@ -144,8 +164,29 @@ class ContactIndex:
             elif isinstance(change, Remove):
                 if self._remove((change.source, change.id)):
                     removed += 1
+        self._settle_companies()
         self.generation += 1
         return upserted, removed
+
+    def _settle_companies(self) -> None:
+        """Re-read the numbers of contacts whose company's region hints changed with this batch."""
+        dirty, self._dirty_companies = self._dirty_companies, set()
+        for ckey in dirty:
+            members = self._companies.get(ckey)
+            if not members:
+                self._company_hints.pop(ckey, None)
+                continue
+            profile = self._profile(ckey[0])
+            hints = region_hints((raw for raws in members.values() for raw in raws), profile.numbers)
+            if hints == self._company_hints.get(ckey, ()):
+                continue
+            self._company_hints[ckey] = hints
+            for key in list(members):
+                entry = self._by_key.get(key)
+                if entry is not None and entry.company_hints != hints:
+                    self._remove(key)
+                    self._insert(IndexedContact(entry.contact, profile, hints))
+        self._dirty_companies.clear()
 
     def replace_source(self, source: str, contacts: Iterable[Contact]) -> tuple[int, int]:
         """Make a source's contacts exactly ``contacts`` (a full import's result)."""
@@ -172,10 +213,14 @@ class ContactIndex:
         return profile
 
     def _add(self, contact: Contact) -> None:
-        self._insert(IndexedContact(contact, self._profile(contact.source)))
+        self._insert(self._entry(contact))
 
     def _insert(self, entry: IndexedContact) -> None:
         key = entry.key
+        ckey = company_key(entry.contact)
+        if ckey is not None:
+            self._companies.setdefault(ckey, {})[key] = tuple(p.number for p in entry.contact.phones)
+            self._dirty_companies.add(ckey)
         self._by_key[key] = entry
         self._by_uid[entry.uid] = entry
         self._sorted.add(entry.sort_key)
@@ -200,6 +245,14 @@ class ContactIndex:
         entry = self._by_key.pop(key, None)
         if entry is None:
             return False
+        ckey = company_key(entry.contact)
+        if ckey is not None:
+            members = self._companies.get(ckey)
+            if members is not None:
+                members.pop(key, None)
+                if not members:
+                    del self._companies[ckey]
+            self._dirty_companies.add(ckey)
         self._by_uid.pop(entry.uid, None)
         self._sorted.discard(entry.sort_key)
         for attr, folded in entry.folded.items():

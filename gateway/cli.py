@@ -42,6 +42,7 @@ _DELEGATED = {
     "emulator": ("gateway.testing.emulator_cli", "run the Microsoft 365 (Graph) emulator standalone"),
     "status": ("gateway.ops.status_cli", "show the running gateway's status"),
     "app": ("gateway.provision.commands", "create, check, show or remove the Entra app registration"),
+    "sync": ("gateway.sync_cli", "run one sync of a Microsoft 365 source in the foreground"),
     "snapshot": ("gateway.snapshot_cli", "inspect the snapshots on disk"),
     "passwd": ("gateway.passwords", "print a password hash for [[users]] password_hash"),
     "numbers": ("gateway.numbers_cli", "explain how numbers are read; report numbers that need attention"),

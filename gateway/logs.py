@@ -20,6 +20,6 @@ __all__ = ["start_logging"]
 def start_logging(fmt: str = "text", level: str = "info", stream: IO[str] | None = None) -> None:
     """Send twisted.logger events to ``stream`` (stderr) as text or JSON lines."""
     stream = stream or sys.stderr
-    observer = jsonFileLogObserver(stream) if fmt == "json" else textFileLogObserver(stream)
+    observer = jsonFileLogObserver(stream, recordSeparator="") if fmt == "json" else textFileLogObserver(stream)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(observer, [predicate])], redirectStandardIO=False)

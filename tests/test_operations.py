@@ -190,3 +190,51 @@ def test_require_tls(tmp_path):
         assert secure.returncode == 0 and "Anna Meyer" in secure.stdout
     finally:
         proc.stop()
+
+
+def test_sighup_reloads_certificate_without_dropping_connections(tmp_path):
+    """A new certificate is used for new connections after SIGHUP; an open LDAPS connection keeps working."""
+    import ssl
+
+    import ldap3
+
+    files = ensure_server_files(tmp_path / "tls")
+    write_contacts(tmp_path / "contacts.json", [contact("c-1", given="Anna", surname="Meyer")])
+    write_config(tmp_path)
+    proc = ServerProcess(str(tmp_path / "dirgw.toml"))
+    try:
+        port = proc.ports[1]
+        before = ssl.get_server_certificate(("127.0.0.1", port))
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(files.ca_cert))
+        conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=port, use_ssl=True, tls=tls, get_info=ldap3.NONE),
+                                auto_bind=True)
+        ensure_server_files(tmp_path / "tls")  # a fresh server certificate from the same CA
+        proc.proc.send_signal(signal.SIGHUP)
+        _wait_for_log(proc, "TLS certificate reloaded")
+        after = ssl.get_server_certificate(("127.0.0.1", port))
+        assert after != before
+        assert conn.search(BASE, "(sn=Meyer)", attributes=["cn"]) and len(conn.entries) == 1  # still open
+        conn.unbind()
+    finally:
+        proc.stop()
+
+
+def test_json_log_format(tmp_path):
+    """--log-format json writes one JSON object per line."""
+    ensure_server_files(tmp_path / "tls")
+    write_contacts(tmp_path / "contacts.json", [contact("c-1", given="A", surname="B")])
+    write_config(tmp_path)
+    proc = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "dirgw"), "serve", "--config",
+                             str(tmp_path / "dirgw.toml"), "--log-format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "dirgw: ready" in line:
+                break
+        events = [json.loads(line) for line in lines if line.strip()]
+        assert any(e.get("log_format", "").startswith("dirgw: ready") for e in events)
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0

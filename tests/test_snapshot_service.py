@@ -217,3 +217,18 @@ def test_kill_loop_converges(tmp_path, emulator):
         assert set(found) == expected  # nothing lost, nothing stale
     finally:
         proc.stop()
+
+
+def test_sigterm_saves_a_snapshot(tmp_path, emulator):
+    """SIGTERM stops accepting, saves a snapshot and exits 0."""
+    config = write_config(tmp_path, emulator)
+    proc = ServerProcess(config)
+    wait_for(proc, "full import done")
+    path = tmp_path / "var" / "snapshot.dgs"
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    assert proc.stop() == 0
+    assert path.stat().st_mtime_ns > before

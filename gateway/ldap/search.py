@@ -8,6 +8,7 @@ evaluated on the candidates in result order.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Iterable
 
 from attrs import frozen
@@ -101,7 +102,7 @@ class QueryPhones:
         return score > 0
 
     def readings(self, value: str) -> tuple[N.Reading, ...]:
-        return N.dialled_readings(value, self._settings)
+        return dialled_readings(value, self._settings)
 
     def equality_keys(self, value: str) -> frozenset[str]:
         """The keys a phone assertion matches: the first reading that exists as a number, else the
@@ -404,6 +405,35 @@ def _render_uncached(
 # -- the search -------------------------------------------------------------
 
 
+_READINGS: dict = {}
+
+
+def dialled_readings(value: str, settings: N.NumberSettings) -> tuple[N.Reading, ...]:
+    """``numbers.dialled_readings``, remembered: the same callers call again (pure, so safe)."""
+    key = (value, settings)
+    hit = _READINGS.get(key)
+    if hit is None:
+        if len(_READINGS) >= 65536:
+            _READINGS.clear()
+        hit = _READINGS[key] = N.dialled_readings(value, settings)
+    return hit
+
+
+_HEADS: dict = {}
+
+
+def proximity_candidates(e164: str, digits: int) -> tuple[str, ...]:
+    """``numbers.proximity_candidates``, remembered."""
+    key = (e164, digits)
+    hit = _HEADS.get(key)
+    if hit is None:
+        if len(_HEADS) >= 65536:
+            _HEADS.clear()
+        hit = _HEADS[key] = N.proximity_candidates(e164, digits)
+    return hit
+
+
+@lru_cache(maxsize=64)
 def base_entry(settings: SearchSettings) -> ResultEntry:
     """The entry of the base DN itself."""
     rdn = normalize_dn(settings.base_dn)[0]
@@ -565,9 +595,9 @@ def _proximity(
     visible: Callable[[str], bool],
 ) -> list[ResultEntry]:
     """Company main-number fallback: the company record for an unknown extension."""
-    for value in _phone_equalities(f):
+    for value in dict.fromkeys(_phone_equalities(f)):
         for reading in phones.readings(value):
-            for head in N.proximity_candidates(reading.e164, settings.max_extension_digits):
+            for head in proximity_candidates(reading.e164, settings.max_extension_digits):
                 keys = index.with_head(head)
                 if not keys:
                     continue

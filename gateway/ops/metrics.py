@@ -60,6 +60,7 @@ class Metrics:
         """``index_counts``, when given, is read at every ``render()`` to refresh
         ``dirgw_index_contacts`` (e.g. ``gateway.index.count_by_source``)."""
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict = {}  # labelled children of the hot metrics, looked up once
         r = self.registry
         self._index_counts = index_counts
         self._search = Histogram(
@@ -104,8 +105,12 @@ class Metrics:
         """
         if kind not in SEARCH_KINDS:
             kind = "other"
-        self._search.labels(kind=kind).observe(max(0.0, seconds))
-        self.request("search")
+        child = self._children.get(kind)
+        if child is None:
+            child = self._children[kind] = (self._search.labels(kind=kind), self._requests.labels(op="search"))
+        child[0].observe(max(0.0, seconds))
+        child[1].inc()
+        self._request_counts["search"] = self._request_counts.get("search", 0) + 1
 
     def request(self, op: str) -> None:
         """One LDAP request of operation ``op`` (``bind``, ``compare``, ``extended``...)."""

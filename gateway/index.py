@@ -8,6 +8,7 @@ Numbers are normalized here, once, when a contact is added.
 from __future__ import annotations
 
 import heapq
+from functools import lru_cache
 from typing import Iterable, Iterator
 
 from sortedcontainers import SortedList
@@ -57,7 +58,7 @@ class IndexedContact:
         self.sort_key = (-profile.priority, fold(contact.name), contact.source, contact.id)
         self.folded = {attr: tuple(fold(v) for v in values[attr]) for attr in NAME_ATTRIBUTES if attr in values}
         self.variants = {
-            attr: tuple(dict.fromkeys(x for v in values[attr] for x in index_variants(v)))
+            attr: tuple(dict.fromkeys(x for v in values[attr] for x in _variants(v)))
             for attr in VARIANT_ATTRIBUTES
             if attr in values
         }
@@ -78,6 +79,10 @@ class IndexedContact:
     def all_numbers(self) -> Iterator[StoredNumber]:
         for numbers in self.numbers.values():
             yield from numbers
+
+
+#: Names repeat a lot (surnames, companies): their variants are worked out once.
+_variants = lru_cache(maxsize=200_000)(index_variants)
 
 
 def company_key(contact: Contact) -> tuple[str, str] | None:
@@ -114,6 +119,8 @@ class ContactIndex:
         self._companies: dict[tuple[str, str], dict[ContactKey, tuple[str, ...]]] = {}
         self._company_hints: dict[tuple[str, str], tuple[str, ...]] = {}
         self._dirty_companies: set[tuple[str, str]] = set()
+        # sorted-list entries of contacts inserted by the batch being applied: added in bulk at its end
+        self._pending: dict[ContactKey, list[tuple[SortedList, tuple]]] = {}
 
     # -- changes ---------------------------------------------------------
 
@@ -127,6 +134,7 @@ class ContactIndex:
                 self._remove(contact.key)
                 self._add(contact)
             self._settle_companies()
+            self._flush()
             self.generation += 1
 
     def prepare(self, contact: Contact) -> Prepared:
@@ -165,6 +173,7 @@ class ContactIndex:
                 if self._remove((change.source, change.id)):
                     removed += 1
         self._settle_companies()
+        self._flush()
         self.generation += 1
         return upserted, removed
 
@@ -223,11 +232,12 @@ class ContactIndex:
             self._dirty_companies.add(ckey)
         self._by_key[key] = entry
         self._by_uid[entry.uid] = entry
-        self._sorted.add(entry.sort_key)
+        pending = self._pending.setdefault(key, [])
+        pending.append((self._sorted, entry.sort_key))
         for attr, folded in entry.folded.items():
             names = self._names[attr]
             for value in set(entry.variants.get(attr, folded)):
-                names.add((value, key))
+                pending.append((names, (value, key)))
         self.fuzzy.add(key, [v for attr in FUZZY_ATTRIBUTES for v in entry.values.get(attr, ())])
         forms: set[str] = set()
         for number in entry.all_numbers():
@@ -239,12 +249,28 @@ class ContactIndex:
                 self._by_head.setdefault(number.head, set()).add(key)
             forms.update(number.search_forms())
         for form in forms:
-            self._number_forms.add((form, key))
+            pending.append((self._number_forms, (form, key)))
+
+    def _flush(self) -> None:
+        """Add the batch's sorted-list entries: one sort for a bulk load, single adds for a few."""
+        if not self._pending:
+            return
+        by_list: dict[int, tuple[SortedList, list]] = {}
+        for items in self._pending.values():
+            for target, item in items:
+                slot = by_list.get(id(target))
+                if slot is None:
+                    slot = by_list[id(target)] = (target, [])
+                slot[1].append(item)
+        self._pending = {}
+        for target, items in by_list.values():
+            target.update(items)
 
     def _remove(self, key: ContactKey) -> bool:
         entry = self._by_key.pop(key, None)
         if entry is None:
             return False
+        unsorted = self._pending.pop(key, None) is not None  # its sorted-list entries were never added
         ckey = company_key(entry.contact)
         if ckey is not None:
             members = self._companies.get(ckey)
@@ -254,11 +280,12 @@ class ContactIndex:
                     del self._companies[ckey]
             self._dirty_companies.add(ckey)
         self._by_uid.pop(entry.uid, None)
-        self._sorted.discard(entry.sort_key)
-        for attr, folded in entry.folded.items():
-            names = self._names[attr]
-            for value in set(entry.variants.get(attr, folded)):
-                names.discard((value, key))
+        if not unsorted:
+            self._sorted.discard(entry.sort_key)
+            for attr, folded in entry.folded.items():
+                names = self._names[attr]
+                for value in set(entry.variants.get(attr, folded)):
+                    names.discard((value, key))
         self.fuzzy.remove(key)
         forms: set[str] = set()
         for number in entry.all_numbers():
@@ -269,8 +296,9 @@ class ContactIndex:
             if number.head:
                 _discard(self._by_head, number.head, key)
             forms.update(number.search_forms())
-        for form in forms:
-            self._number_forms.discard((form, key))
+        if not unsorted:
+            for form in forms:
+                self._number_forms.discard((form, key))
         return True
 
     # -- lookups ---------------------------------------------------------

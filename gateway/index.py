@@ -245,7 +245,7 @@ class ContactIndex:
                 self._by_number.setdefault(k, set()).add(key)
             for k in number.alternative_keys():
                 self._by_alternative.setdefault(k, set()).add(key)
-            if number.head:
+            if number.head and (number.is_head or entry.contact.is_company_record):
                 self._by_head.setdefault(number.head, set()).add(key)
             forms.update(number.search_forms())
         for form in forms:
@@ -293,7 +293,7 @@ class ContactIndex:
                 _discard(self._by_number, k, key)
             for k in number.alternative_keys():
                 _discard(self._by_alternative, k, key)
-            if number.head:
+            if number.head and (number.is_head or entry.contact.is_company_record):
                 _discard(self._by_head, number.head, key)
             forms.update(number.search_forms())
         if not unsorted:
@@ -347,7 +347,8 @@ class ContactIndex:
         return self._by_alternative.get(number_key, set())
 
     def with_head(self, head: str) -> set[ContactKey]:
-        """Contacts having a number written as extension of the head number ``head``."""
+        """Contacts that stand for the company of head number ``head``: its switchboard number's
+        contacts and company records (no personal name) with a number under that head."""
         return self._by_head.get(head, set())
 
     def name_prefix(self, attr: str, folded_prefix: str) -> set[ContactKey]:

@@ -106,3 +106,22 @@ def test_time_limit_returns_what_was_found():
                         now=lambda: float(next(ticks)))  # one second per look at the clock
     assert result.result_code == 3
     assert 0 < len(result.entries) < 2000
+
+
+def test_remembered_answers_follow_the_index_and_visibility():
+    """A repeated search is answered from memory until the index changes; clients that see different
+    sources never get each other's answers."""
+    from gateway.ldap.directory import Directory
+
+    index = ContactIndex()
+    index.apply([Upsert(contact_from_graph(contact("1", given="Anna", surname="Meyer"), "a")),
+                 Upsert(contact_from_graph(contact("2", given="Anna", surname="Meyer"), "b"))])
+    directory = Directory(index, SearchSettings(base_dn="dc=example,dc=com"))
+    request = SearchRequest("dc=example,dc=com", SCOPE_SUB, F.Equality("sn", "Meyer"))
+    everyone = directory.search(request)
+    assert len(everyone.entries) == 3 - 1  # both contacts
+    assert directory.search(request) is everyone and directory.cache_hits == 1
+    only_a = directory.search(request, visible=lambda s: s == "a", visibility=frozenset({"a"}))
+    assert [e.dn for e in only_a.entries] == ["uid=a.1,dc=example,dc=com"]
+    index.apply([Remove("b", "2")])
+    assert [e.dn for e in directory.search(request).entries] == ["uid=a.1,dc=example,dc=com"]

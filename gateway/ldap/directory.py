@@ -7,6 +7,7 @@ sees half a batch.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 from attrs import evolve
@@ -43,13 +44,43 @@ class Directory:
         self.now = now
         self.vendor_version = vendor_version
         self.ready = False
+        self.cache_size = 8192
+        self.cache_hits = 0
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_generation = -1
         self.extensions: tuple[str, ...] = ("1.3.6.1.4.1.4203.1.11.3",)  # Who am I?
 
-    def search(self, request: SearchRequest, visible: Callable[[str], bool] = lambda s: True) -> SearchResult:
-        return run_search(self.index, request, self.settings, visible=visible, now=self.now)
+    def search(self, request: SearchRequest, visible: Callable[[str], bool] = lambda s: True,
+               visibility: object = None) -> SearchResult:
+        """Answer a search; recent answers are remembered until the index changes.
+
+        ``visibility`` names what ``visible`` lets through (a frozenset of sources, or
+        None for all), so that answers for differently privileged clients never mix.
+        """
+        index = self.index
+        if self._cache_generation != index.generation:
+            self._cache.clear()
+            self._cache_generation = index.generation
+        key = (request.base, request.scope, request.filter, request.attributes, request.size_limit,
+               request.types_only, request.controls, visibility, self.settings)
+        try:
+            hit = self._cache.get(key)
+        except TypeError:  # an unhashable part: do not remember
+            return run_search(index, request, self.settings, visible=visible, now=self.now)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            self.cache_hits += 1
+            return hit
+        result = run_search(index, request, self.settings, visible=visible, now=self.now)
+        if result.result_code in (0, 4, 32):
+            self._cache[key] = result
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return result
 
     def reconfigure(self, **changes) -> None:
         self.settings = evolve(self.settings, **changes)
+        self._cache.clear()
 
     def root_dse(self) -> list[tuple[str, tuple[str, ...]]]:
         return [

@@ -287,7 +287,9 @@ class LDAPConnection(LDAPServer):
             self._root_dse(mid, request)
             kind = "other"
         else:
-            result = self.directory.search(request, visible=self.visible)
+            policy = self.factory.policy
+            visibility = policy.visible_sources(self.user if self.bound else None) if policy is not None else None
+            result = self.directory.search(request, visible=self.visible, visibility=visibility)
             self._send_result(mid, request, result)
             kind = result.kind
         metrics = self.factory.metrics

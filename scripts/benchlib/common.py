@@ -59,24 +59,49 @@ class Gateway:
     """``dirgw serve`` in a child process, with its log lines collected."""
 
     LISTENING = re.compile(r"LDAP listening on [0-9.]+:(\d+)")
+    READY = re.compile(r"dirgw: ready \((\d+) contacts\)")
 
-    def __init__(self, config: str, cpus: str | None = "0") -> None:
+    def __init__(self, config: str, cpus: str | None = "0", start_timeout: float = 120.0) -> None:
+        """Start ``dirgw serve``; returns once LDAP listens (json_file sources are loaded before that)."""
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
             taskset(cpus) + [os.path.join(ROOT, ".venv", "bin", "dirgw"), "serve", "--config", config],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0,
         )
         self.lines: list[tuple[float, str]] = []
+        self._partial = b""
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.proc.stderr, selectors.EVENT_READ)
-        line = self.wait_for(self.LISTENING, 120)
+        try:
+            line = self.wait_for(self.LISTENING, start_timeout)
+        except BaseException:
+            self.stop()
+            raise
         self.port = int(self.LISTENING.search(line).group(1))
 
+    def wait_ready(self, timeout: float) -> tuple[float, int]:
+        """Wait for ``dirgw: ready``; returns (seconds from start to ready, contacts served)."""
+        line = self.wait_for(self.READY, timeout)
+        at = [t for t, l in self.lines if l == line][0]
+        return at - self.started, int(self.READY.search(line).group(1))
+
     def poll(self, timeout: float = 0.0) -> None:
-        while self._sel.select(timeout):
-            line = self.proc.stderr.readline()
-            if not line:
+        """Collect the log lines written so far (waiting up to ``timeout`` for the first).
+
+        Reads the pipe with os.read: a buffered readline() could keep lines in its buffer that
+        select() then never reports (dirgw often writes several lines at once).
+        """
+        while self._sel.get_map() and self._sel.select(timeout):
+            chunk = os.read(self.proc.stderr.fileno(), 1 << 16)
+            now = time.monotonic()
+            if not chunk:  # dirgw closed its stderr (exited)
+                self._sel.unregister(self.proc.stderr)
+                if self._partial:
+                    self.lines.append((now, self._partial.decode("utf-8", "replace")))
+                    self._partial = b""
                 return
-            self.lines.append((time.monotonic(), line))
+            *complete, self._partial = (self._partial + chunk).split(b"\n")
+            self.lines.extend((now, line.decode("utf-8", "replace") + "\n") for line in complete)
             timeout = 0
 
     def wait_for(self, pattern: re.Pattern, timeout: float) -> str:
@@ -88,8 +113,13 @@ class Gateway:
                     return line
             seen = len(self.lines)
             if self.proc.poll() is not None:
+                self.poll(0)
+                if any(pattern.search(line) for _, line in self.lines[seen:]):
+                    continue
                 raise RuntimeError("dirgw serve exited:\n" + "".join(l for _, l in self.lines[-20:]))
             self.poll(0.2)
+            if not self._sel.get_map():
+                time.sleep(0.2)
         raise TimeoutError(f"no log line matching {pattern.pattern!r}")
 
     def stop(self) -> None:
@@ -99,17 +129,21 @@ class Gateway:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
 
 
 def ldapload(port: int, filters: str, conns: int = 8, duration: float = 10.0, warmup: float = 1.0,
              cpus: str | None = "1", sizelimit: int = 50, server_pid: int | None = None,
-             base: str = "dc=example,dc=com") -> dict:
+             base: str = "dc=example,dc=com", depth: int = 1) -> dict:
     cmd = taskset(cpus) + [PY, os.path.join(SHARED_BENCH, "ldapload.py"), "-p", str(port), "-f", filters,
-                           "-b", base, "-c", str(conns), "-d", "1", "-t", str(duration), "-w", str(warmup),
+                           "-b", base, "-c", str(conns), "-d", str(depth), "-t", str(duration), "-w", str(warmup),
                            "-z", str(sizelimit), "--json"]
     if server_pid:
         cmd += ["--server-pid", str(server_pid)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"ldapload failed (exit {out.returncode}) on port {port} with {os.path.basename(filters)}: "
+                           f"{(out.stderr or out.stdout).strip()[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -106,6 +106,7 @@ class ContactIndex:
         self.profiles: dict[str, SourceProfile] = {p.name: p for p in profiles}
         self.fuzzy = FuzzyMatcher(threshold=fuzzy_threshold, limit=200)
         self._by_key: dict[ContactKey, IndexedContact] = {}
+        self._sort_of: dict[ContactKey, tuple] = {}  # contact key -> its result-order key
         self._by_uid: dict[str, IndexedContact] = {}
         self._by_number: dict[str, set[ContactKey]] = {}
         self._by_head: dict[str, set[ContactKey]] = {}
@@ -232,6 +233,7 @@ class ContactIndex:
             self._dirty_companies.add(ckey)
         self._by_key[key] = entry
         self._by_uid[entry.uid] = entry
+        self._sort_of[key] = entry.sort_key
         pending = self._pending.setdefault(key, [])
         pending.append((self._sorted, entry.sort_key))
         for attr, folded in entry.folded.items():
@@ -280,6 +282,7 @@ class ContactIndex:
                     del self._companies[ckey]
             self._dirty_companies.add(ckey)
         self._by_uid.pop(entry.uid, None)
+        self._sort_of.pop(key, None)
         if not unsorted:
             self._sorted.discard(entry.sort_key)
             for attr, folded in entry.folded.items():
@@ -356,20 +359,17 @@ class ContactIndex:
         names = self._names.get(attr)
         if names is None:
             return set()
-        out = set()
-        for value, key in names.irange((folded_prefix,), (folded_prefix + "\U0010ffff",)):
-            out.add(key)
-        return out
+        return _keys_between(names, (folded_prefix,), (folded_prefix + "\U0010ffff",))
 
     def name_equal(self, attr: str, folded_value: str) -> set[ContactKey]:
         names = self._names.get(attr)
         if names is None:
             return set()
-        return {key for value, key in names.irange((folded_value,), (folded_value, ("\U0010ffff",)))}
+        return _keys_between(names, (folded_value,), (folded_value, ("\U0010ffff",)))
 
     def number_prefix(self, prefix: str) -> set[ContactKey]:
         """Contacts with a number search form starting with ``prefix``."""
-        return {key for form, key in self._number_forms.irange((prefix,), (prefix + "\U0010ffff",))}
+        return _keys_between(self._number_forms, (prefix,), (prefix + "\U0010ffff",))
 
     def ordered(self, keys: Iterable[ContactKey]) -> list[IndexedContact]:
         """The contacts of ``keys`` by source priority then name."""
@@ -381,17 +381,30 @@ class ContactIndex:
     def ordered_lazily(self, keys: Iterable[ContactKey], first: int) -> Iterator[IndexedContact]:
         """Like ``ordered``, but sorts only the first ``first`` unless more are consumed."""
         by_key = self._by_key
-        entries = [by_key[k] for k in keys if k in by_key]
-        if len(entries) <= first * 2:
-            entries.sort(key=_sort_key)
-            yield from entries
+        if not isinstance(keys, (set, frozenset)):
+            keys = set(keys)
+        keys = keys & by_key.keys()
+        if len(keys) <= first * 2:
+            yield from self.ordered(keys)
             return
-        head = heapq.nsmallest(first, entries, key=_sort_key)
-        yield from head
-        seen = {id(e) for e in head}
-        rest = [e for e in entries if id(e) not in seen]
-        rest.sort(key=_sort_key)
-        yield from rest
+        sort_of = self._sort_of.__getitem__  # a C-level key: no Python call per candidate
+        head = heapq.nsmallest(first, keys, key=sort_of)
+        for key in head:
+            yield by_key[key]
+        rest = sorted(keys.difference(head), key=sort_of)
+        for key in rest:
+            entry = by_key.get(key)
+            if entry is not None:
+                yield entry
+
+
+def _keys_between(values: SortedList, low: tuple, high: tuple) -> set[ContactKey]:
+    """The contact keys of the (value, key) pairs from ``low`` up to ``high``, by slicing."""
+    start = values.bisect_left(low)
+    stop = values.bisect_left(high)
+    if stop <= start:
+        return set()
+    return {pair[1] for pair in values[start:stop]}
 
 
 def _sort_key(entry: IndexedContact) -> tuple:

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 from attrs import frozen
 
 from gateway import numbers as N
-from gateway.index import ContactIndex, IndexedContact
+from gateway.index import VARIANT_ATTRIBUTES, ContactIndex, IndexedContact
 from gateway.ldap import filter as F
 from gateway.ldap.evaluate import evaluate
 from gateway.ldap.messages import SCOPE_BASE, SCOPE_ONE, SearchRequest
@@ -552,18 +552,32 @@ def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan):
         ordered = index.ordered(candidates)
     out: list[IndexedContact] = []
     checked = 0
+    exact = candidates is not None and _answered_by_plan(f)
     for entry in ordered:
         checked += 1
         if deadline is not None and checked % 256 == 0 and now() > deadline:
             return out, RESULT_TIME_LIMIT, "time limit exceeded"
         if not visible(entry.contact.source):
             continue
-        if evaluate(f, entry, phones) is not True:
+        if not exact and evaluate(f, entry, phones) is not True:
             continue
         out.append(entry)
         if ordered_scan and len(out) > limit:
             break
     return out, RESULT_SUCCESS, ""
+
+
+def _answered_by_plan(f: F.Filter) -> bool:
+    """True when the plan's candidates are exactly the matches (no need to evaluate each):
+    equality and initial substrings on names, alone or OR-ed; the index holds the same
+    umlaut variants the evaluation compares."""
+    if isinstance(f, F.Or):
+        return bool(f.items) and all(_answered_by_plan(i) for i in f.items)
+    if isinstance(f, F.Equality):
+        return _attr(f.attr) in VARIANT_ATTRIBUTES
+    if isinstance(f, F.Substrings):
+        return bool(f.initial) and not f.any and not f.final and _attr(f.attr) in VARIANT_ATTRIBUTES
+    return False
 
 
 def _caller_id_order(matched: list[IndexedContact], duplicates: str) -> list[IndexedContact]:

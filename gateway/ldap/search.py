@@ -371,9 +371,7 @@ def _render_uncached(
 ) -> ResultEntry:
     values = entry.values
     pairs = selection if selection is not None else _ALL_PAIRS
-    profile = index.profiles.get(entry.contact.source)
-    number_settings = profile.numbers if profile else settings.numbers
-    out: list[tuple[str, tuple[str, ...]]] = []
+    out: list[tuple[str, tuple[str, ...]]] = []  # numbers are written for the PBX: global settings
     for canon, name in pairs:
         if canon in _PHONES:
             numbers = entry.numbers.get(canon)
@@ -397,7 +395,6 @@ def _render_uncached(
         if approximate and canon in ("cn", "displayName"):
             v = tuple(settings.proximity_marker + x for x in v)
         out.append((name, v))
-    del number_settings
     dn = f"uid={values['uid'][0]},{settings.base_dn}"
     return ResultEntry(dn=dn, attributes=tuple(out), approximate=approximate)
 

@@ -99,6 +99,7 @@ class LdapConfig:
     failed_bind_free: int = 2
     failed_bind_max_delay: float = 30.0
     max_requests_in_flight: int = 8
+    answer_cache: int = 8192
 
 
 @frozen
@@ -289,6 +290,8 @@ def _parse_ldap(path: str, data: Any) -> LdapConfig:
         max_requests_in_flight=t.check(
             "max_requests_in_flight", t.get("max_requests_in_flight", int, 8, "an integer"), positive,
             "a positive integer"),
+        answer_cache=t.check("answer_cache", t.get("answer_cache", int, 8192, "an integer"), lambda v: v >= 0,
+                             "zero (off) or more"),
     )
     t.finish()
     wants_tls = config.require_tls or any(d.startswith("ssl:") for d in config.listen)

@@ -109,6 +109,7 @@ class Gateway:
             self.index, search_settings(config), anonymous=config.ldap.anonymous, now=self.clock.seconds,
             vendor_version=__version__,
         )
+        self.directory.cache_size = config.ldap.answer_cache
         self.sources: dict[str, Service] = {}
         self.service = MultiService()
         self.snapshots = None
@@ -235,6 +236,7 @@ class Gateway:
                 self.index.set_profile(source_profile(config, source))
         self.directory.settings = search_settings(config)
         self.directory.anonymous = config.ldap.anonymous
+        self.directory.cache_size = config.ldap.answer_cache
         self.policy = access_policy(config, self.clock)
         for _, wrapper in self.listener.bindings:
             factory = wrapper.wrappedFactory

@@ -58,6 +58,8 @@ class Directory:
         None for all), so that answers for differently privileged clients never mix.
         """
         index = self.index
+        if not self.cache_size:
+            return run_search(index, request, self.settings, visible=visible, now=self.now)
         if self._cache_generation != index.generation:
             self._cache.clear()
             self._cache_generation = index.generation

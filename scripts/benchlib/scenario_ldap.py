@@ -39,6 +39,7 @@ CONFIG = """\
 [ldap]
 listen = ["tcp:0:interface=127.0.0.1"]
 base_dn = "dc=example,dc=com"
+answer_cache = {answer_cache}
 [numbers]
 country = "DE"
 other_countries = ["AT", "CH", "US", "GB", "FR", "NL"]
@@ -101,7 +102,9 @@ def start_gateway(data: str, n: int, work: str) -> tuple[Gateway, float, int]:
     os.makedirs(work, exist_ok=True)
     config = os.path.join(work, "dirgw.toml")
     with open(config, "w") as f:
-        f.write(CONFIG.format(path=json.dumps(os.path.join(data, "contacts.json"))))
+        # DIRGW_BENCH_ANSWER_CACHE=0 measures without remembered answers (every search computed)
+        f.write(CONFIG.format(path=json.dumps(os.path.join(data, "contacts.json")),
+                              answer_cache=int(os.environ.get("DIRGW_BENCH_ANSWER_CACHE", "8192"))))
     log(f"ldap: starting dirgw serve with {n} contacts (pinned to CPU {SERVER_CPUS})")
     gw = Gateway(config, cpus=SERVER_CPUS, start_timeout=ready_timeout(n))
     try:

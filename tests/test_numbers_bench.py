@@ -106,3 +106,17 @@ def test_no_query_returns_a_contact_with_a_different_number(a, b):
     )
     for form in (e164_a, f"{own.idd}{cc}{nsn}", national):
         assert lookup(primary, alternative, form, own) == {"c0"}, form
+
+
+def test_numbers_bench_measures_every_part():
+    if not GEN.exists():
+        pytest.skip(f"{GEN} not found")
+    from gateway.numbers.bench import bench
+
+    result = bench(300, repeat=1)
+    assert result["contacts"] == 300 and result["stored_numbers"] > 300
+    for key in ("stored_us", "stored_warm_us", "readings_us", "readings_warm_us", "patterns_us",
+                "patterns_warm_us"):
+        assert result[key] > 0, key
+    assert result["stored_warm_us"] < result["stored_us"]
+

@@ -14,6 +14,13 @@ normalized), then the lower-priority :meth:`StoredNumber.alternative_keys`
 :func:`fallback_key`.  A caller-ID lookup takes the first reading of
 :func:`dialled_readings` found among match keys, else among alternative
 keys, else the fallback key (see ``queries_check.lookup``).
+
+Speed: the phonenumbers calls are made by :mod:`gateway.numbers.fastpn`
+(the same results for the digit strings the core passes, about ten times
+faster), and :func:`parse_stored`, :func:`dialled_readings` and
+:func:`substring_patterns` cache their results.  ``python -m
+gateway.numbers.bench`` measures them; ``tests/test_numbers_frozen.py``
+holds them to results recorded before.
 """
 
 from gateway.numbers.dialled import Reading, dialled_readings, fallback_key

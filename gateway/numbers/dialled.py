@@ -10,11 +10,21 @@ probes its index with each and keeps the first that exists.
 
 from __future__ import annotations
 
-import phonenumbers
+from functools import lru_cache
+
 from attrs import frozen
 
-from gateway.numbers.normalize import extension_key, split_text, to_bare_national, to_e164
+from gateway.numbers.normalize import (
+    e164_of,
+    extension_key,
+    read_bare_national,
+    split_text,
+    to_e164,
+)
 from gateway.numbers.settings import NumberSettings
+
+#: How many assertions :func:`dialled_readings` remembers (callers repeat).
+READINGS_CACHE_SIZE = 4096
 
 __all__ = ["Reading", "dialled_readings", "fallback_key"]
 
@@ -81,9 +91,9 @@ def _readings(digits: str, settings: NumberSettings, via_line: bool) -> list[Rea
             f"local {digits} in area {settings.area_code}",
         )
     if not short:
-        number = to_bare_national(digits, settings.country, settings.national_prefix_optional)
+        number = read_bare_national(digits, settings.country, settings.national_prefix_optional)
         if number is not None:
-            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            e164 = e164_of(number)
             how = f"national without prefix {digits} -> {e164}"
             out.append(Reading(e164, line + how, "national", via_line))
     return out
@@ -97,7 +107,15 @@ def dialled_readings(assertion: str, settings: NumberSettings) -> tuple[Reading,
     extension reading needs ``main_number``, a local reading ``area_code``.
     Separators, "tel:", "(0)" after a country code are tolerated; anything
     that is not a number gives an empty tuple.  Duplicate keys are dropped.
+    Results are cached by ``(assertion, settings)``.
     """
+    if not isinstance(assertion, str):
+        return ()
+    return _readings_cached(assertion, settings)
+
+
+@lru_cache(maxsize=READINGS_CACHE_SIZE)
+def _readings_cached(assertion: str, settings: NumberSettings) -> tuple[Reading, ...]:
     parts = split_text(assertion)
     if parts is None:
         return ()

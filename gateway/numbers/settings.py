@@ -113,7 +113,7 @@ def _upper(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
 
-@frozen
+@frozen(cache_hash=True)  # a cache key of parse_stored and dialled_readings
 class NumberSettings:
     """Where the PBX is and how it dials; see the ``[numbers]`` configuration table.
 

@@ -16,26 +16,44 @@ and the others are kept as ``alternatives``.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
 
 import phonenumbers
 from attrs import frozen
 
+from gateway.numbers import fastpn
 from gateway.numbers.normalize import (
+    _ACCEPTED,
+    _TOO_SHORT,
+    MAX_E164_DIGITS,
+    MIN_WRITTEN_NSN,
     digits_of,
     extension_key,
     head_of,
+    read_bare_national,
+    read_in_region,
+    read_international,
     region_prefixes,
     split_text,
-    to_bare_national,
-    to_number,
+    split_with_digits,
 )
 from gateway.numbers.settings import DEFAULT_MAX_EXTENSION_DIGITS, NumberSettings
 
 __all__ = ["StoredNumber", "parse_stored", "region_hints", "search_forms_of"]
 
-_E164 = phonenumbers.PhoneNumberFormat.E164
+#: How many results :func:`parse_stored` keeps per (settings, regions): the
+#: numbers of a company repeat over its contacts, and an unchanged contact
+#: is read again when a source is re-synchronized.
+PARSE_CACHE_SIZE = 8192
+#: For how many (settings, regions) :func:`parse_stored` keeps results.
+PARSE_CACHES = 16
+
+_LENGTH_TABLE = fastpn.LENGTH_TABLE
+_KEEP_PREFIX = fastpn.KEEP_PREFIX
+_MAX_NSN = fastpn.MAX_NSN
+_MAX_INPUT = fastpn.MAX_INPUT
 
 
 @frozen
@@ -116,31 +134,41 @@ def _unreadable(raw: str, digits: str, problem: str, kind: str = "unreadable") -
 
 def _national_format_digits(e164: str) -> str | None:
     """Digits of the national format of a valid number ("13123456789" for a Chinese mobile)."""
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:  # pragma: no cover - e164 was parsed before
+    number = fastpn.parse(e164, None)
+    if number is None or not fastpn.is_valid(number):
         return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return digits_of(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
+    return digits_of(fastpn.format_national(number))
 
 
-def search_forms_of(e164: str, settings: NumberSettings, head: str | None = None) -> tuple[str, ...]:
-    """The digit strings a stored E.164 number is matched against by substring filters."""
+def search_forms_of(
+    e164: str,
+    settings: NumberSettings,
+    head: str | None = None,
+    *,
+    number: fastpn.Number | None = None,
+) -> tuple[str, ...]:
+    """The digit strings a stored E.164 number is matched against by substring filters.
+
+    ``number``: the pair ``e164`` was written from, when the caller has it.
+    """
     forms = [e164, settings.idd + e164[1:]]
     cc = str(settings.country_code)
     if e164[1:].startswith(cc):  # country codes are prefix-free
         nsn = e164[1 + len(cc):]
-        try:
-            nsn = phonenumbers.national_significant_number(phonenumbers.parse(e164, None))
-        except phonenumbers.NumberParseException:  # pragma: no cover - e164 was parsed before
-            pass
+        number = fastpn.reparse(number) if number is not None else fastpn.parse(e164, None)
+        if number is not None:
+            nsn = number[1]
         forms.insert(0, settings.trunk + nsn)
         if settings.national_prefix_optional:
             forms.append(nsn)
-        else:
-            national = _national_format_digits(e164)
-            if national:
+        elif number is not None:
+            # The national format's digits are a form of their own only for a
+            # valid number; most often they are forms[0] already, and then
+            # validity does not matter (the cheaper test first).
+            national = fastpn.national_digits(number)
+            if national is None:
+                national = digits_of(fastpn.format_national(number))
+            if national and national not in forms and fastpn.is_valid(number):
                 forms.append(national)
     if (
         head is not None
@@ -149,7 +177,11 @@ def search_forms_of(e164: str, settings: NumberSettings, head: str | None = None
         and 0 < len(e164) - len(head) <= max(settings.extension_length, 1)
     ):
         forms.append(e164[len(head):])
-    return tuple(dict.fromkeys(forms))
+    distinct: list[str] = []
+    for form in forms:
+        if form not in distinct:
+            distinct.append(form)
+    return tuple(distinct)
 
 
 # Kinds of candidates written without national prefix (see to_bare_national).
@@ -157,45 +189,240 @@ _BARE = "bare national"
 _BARE_LENIENT = "bare national (prefix optional)"
 
 
-def _national_candidates(
-    digits: str, region: str, settings: NumberSettings
-) -> list[tuple[str, str, str]]:
-    """Readings (text, region, kind) of digits written without country code in ``region``."""
-    own = region == settings.country
-    if own:
-        idd, trunk = settings.idd, settings.trunk
-        optional = settings.national_prefix_optional
-    else:
-        idd, trunk = region_prefixes(region)
-        optional = phonenumbers.country_code_for_region(region) == 1 or not trunk
-    if digits.startswith(idd):
-        return []  # an international number; read elsewhere
-    if trunk and digits.startswith(trunk):
-        return [(digits, region, "national")]
-    out = []
-    if own and settings.area_code:
-        out.append((trunk + settings.area_code + digits, region, "local"))
-    out.append((digits, region, _BARE_LENIENT if optional else _BARE))
-    return out
+#: How a region reads digits written without country code: (region, tier,
+#: own, international prefix, national prefix, prefix optional, compiled
+#: metadata, the metadata's national prefix, compiled metadata of its calling
+#: code, what the written-out reading of :func:`_read` needs or None).
+_RegionPlan = tuple[str, int, bool, str, str, bool, Any, str, Any, Any]
+
+
+def _fast_reader(home: Any, home_trunk: str, main: Any) -> tuple | None:
+    """What :func:`_read` needs to read digits in one region without calling
+    :func:`read_in_region`, where the region's international prefix is plain
+    digits, its national prefix for parsing is plain digits (or a choice of
+    them, "0|180020") starting with the one of :func:`region_prefixes`, and
+    no prefix transform applies; else None.
+
+    Digits written with the national prefix ("0" + rest): whether
+    phonenumbers strips the prefix or keeps it, what :func:`read_number`
+    makes of them is the same, ``(cc, rest)`` (kept, the prefix is dropped by
+    reading "+<cc><rest>", which strips no second prefix when ``rest`` does
+    not start with one), if ``rest`` is of a length the calling code accepts.
+    Only a few lengths (``rest`` shorter than 2 digits, the digits longer
+    than 17) make the two ways differ.  Digits without the national prefix
+    read as ``(cc, digits)`` if of a length the calling code accepts.
+
+    Returns (the national prefix written, the national prefixes, what
+    digits with the prefix must not start with, what digits without it must
+    not start with, calling code, "+" and its text, ``prefixed``, ``bare``):
+    ``prefixed[n]`` for a ``rest`` of ``n`` digits is True (``(cc, rest)``),
+    False (no reading) or None (ask :func:`read_in_region`); ``bare[n]``
+    tells whether ``n`` digits without prefix give ``(cc, digits)``.
+    Digits starting with the international prefix or the calling code are
+    left to :func:`read_in_region` (phonenumbers reads them otherwise).
+    """
+    prefixes = home.npp_prefixes
+    if (
+        home.idd_literal is None
+        or prefixes is None
+        or prefixes[0] != home_trunk
+        or home.transform
+        or main.npp_prefixes != prefixes
+        or main.transform
+    ):
+        return None
+    npp = home_trunk
+    cc_text = home.cc_str
+    prefixed: list[bool | None] = []
+    bare: list[bool] = []
+    for size in range(_LENGTH_TABLE):
+        reason = main.by_length[size]
+        possible = len(cc_text) + size <= MAX_E164_DIGITS and reason in _ACCEPTED
+        accepted = possible or (
+            len(cc_text) + size <= MAX_E164_DIGITS
+            and reason == _TOO_SHORT
+            and size >= MIN_WRITTEN_NSN
+        )
+        stripped = accepted if size <= _MAX_NSN else False  # else parse gives None
+        # Kept: the digits must pass parse's length limit, then "+<cc><rest>"
+        # is read (at least 3 digits, a national number of 2 digits or more).
+        if len(npp) + size > _MAX_NSN or size < 2 or len(cc_text) + size <= 2:
+            kept = False
+        else:
+            kept = accepted
+        prefixed.append(stripped if stripped == kept else None)
+        bare.append(2 <= size <= _MAX_NSN and possible)
+    blocked = (home.idd_literal, cc_text)
+    return (
+        npp, prefixes, blocked, blocked + prefixes, home.cc, "+" + cc_text,
+        tuple(prefixed), tuple(bare),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _region_plan(settings: NumberSettings, regions: tuple[str, ...]) -> tuple[_RegionPlan, ...]:
+    """The regions a national number is read in, in order, with what reading there needs."""
+    tiers = [(region, 0) for region in regions]
+    tiers += [(settings.country, 1)] + [(region, 2) for region in settings.other_countries]
+    seen = set()
+    plan = []
+    for region, tier in tiers:
+        if region in phonenumbers.SUPPORTED_REGIONS and region not in seen:
+            seen.add(region)
+            own = region == settings.country
+            if own:
+                idd, trunk = settings.idd, settings.trunk
+                optional = settings.national_prefix_optional
+            else:
+                idd, trunk = region_prefixes(region)
+                optional = phonenumbers.country_code_for_region(region) == 1 or not trunk
+            home = fastpn.region_meta(region)
+            main = fastpn.cc_meta(home.cc)
+            home_trunk = region_prefixes(region)[1]
+            fast = _fast_reader(home, home_trunk, main)
+            plan.append((region, tier, own, idd, trunk, optional, home, home_trunk, main, fast))
+    return tuple(plan)
+
+
+@lru_cache(maxsize=1024)
+def _read_plan(settings: NumberSettings, regions: tuple[str, ...]) -> tuple[tuple, tuple | None]:
+    """(:func:`_region_plan`, :func:`_usual_plan`) of these settings and regions."""
+    plans = _region_plan(settings, regions)
+    return plans, _usual_plan(plans, bool(settings.area_code))
+
+
+def _usual_plan(plans: tuple[_RegionPlan, ...], area: bool) -> tuple | None:
+    """:func:`_read`'s plan for digits starting with "0", where every region
+    reads them with the tables of :func:`_fast_reader`; else None.
+
+    A region whose national prefix (the plan's and the metadata's) is "0"
+    reads them with the prefix (the digits cannot start with a calling code);
+    one whose prefix does not start with "0" reads them without (and, the
+    PBX's own, not completed by an area code).  Entries: (with the prefix,
+    international prefix, what the digits must not start with, what the rest
+    must not start with, calling code, "+" and its text, the table, tier,
+    whether any number will do without the prefix, region).
+    """
+    usual = []
+    for region, tier, own, idd, trunk, optional, home, home_trunk, main, fast in plans:
+        if fast is None:
+            return None
+        npp, prefixes, blocked, bare_blocked, cc, plus_cc, prefixed, bare = fast
+        if trunk == "0" and npp == "0":
+            usual.append((True, idd, blocked, prefixes, cc, plus_cc, prefixed, tier, optional, region))
+        elif not trunk.startswith("0") and not (own and area):
+            usual.append((False, idd, bare_blocked, (), cc, plus_cc, bare, tier, optional, region))
+        else:
+            return None
+    return tuple(usual) if usual else None
 
 
 def _read(
-    candidates: Iterable[tuple[str, str | None, str, int]],
-) -> list[tuple[str, str, bool, int]]:
-    """(e164, kind, valid, tier) of every usable candidate, distinct E.164s, in order."""
-    out: dict[str, tuple[str, str, bool, int]] = {}
-    for text, region, kind, tier in candidates:
-        if kind in (_BARE, _BARE_LENIENT) and region is not None:
-            number = to_bare_national(text, region, lenient=kind == _BARE_LENIENT)
+    d: str, plans: Sequence[_RegionPlan], settings: NumberSettings, usual: tuple | None = None
+) -> tuple[list[tuple[str, str, fastpn.Number, int]], bool, bool]:
+    """The readings of digits ``d`` written without country code in each region.
+
+    Returns (e164, kind, number, tier) of every usable reading, distinct
+    E.164s, in order; whether there was any candidate reading; whether all
+    were readings without national prefix.  A reading is
+    :func:`read_number`'s (:func:`read_bare_national`'s without national
+    prefix).  This is the hot loop of reading stored numbers, so the usual
+    case of :func:`read_in_region` (digits with the region's national prefix
+    and nothing else in front) is written out here.
+    """
+    out: dict[str, tuple[str, str, fastpn.Number, int]] = {}
+    area = settings.area_code
+    plain = 2 <= len(d) <= _MAX_INPUT and d.isascii() and d.isdigit()
+    if usual is not None and plain and d[0] == "0" and len(d) < _LENGTH_TABLE:
+        # The loop below for digits starting with "0", where every region
+        # reads them without read_in_region (unless the tables say no).
+        rest = d[1:]
+        size = len(rest)
+        any_candidate = False
+        all_bare = True
+        for prefixed, idd, blocked, prefixes, cc, plus_cc, table, tier, lenient, region in usual:
+            if d.startswith(idd):
+                continue
+            any_candidate = True
+            if prefixed:
+                all_bare = False
+                if d.startswith(blocked) or rest.startswith(prefixes):
+                    break
+                result = table[size]
+                if result is None:
+                    break
+                if result:
+                    e164 = plus_cc + rest
+                    if e164 not in out:
+                        out[e164] = (e164, "national", (cc, rest), tier)
+            else:
+                if d.startswith(blocked):
+                    break
+                if table[size + 1]:
+                    number = (cc, d)
+                    if not lenient:
+                        number = read_bare_national(d, region, False, number)
+                        if number is None:
+                            continue
+                    e164 = plus_cc + d if number[1] is d else f"+{number[0]}{number[1]}"
+                    if e164 not in out:
+                        out[e164] = (e164, "national", number, tier)
+        else:
+            return list(out.values()), any_candidate, all_bare
+        out.clear()  # a region reads them otherwise: the loop below
+    any_candidate = False
+    all_bare = True
+    read = read_in_region
+    for region, tier, own, idd, trunk, optional, home, home_trunk, main, fast in plans:
+        if d.startswith(idd):
+            continue  # an international number; read elsewhere
+        any_candidate = True
+        if trunk and d.startswith(trunk):
+            all_bare = False
+            if fast is not None and plain and d.startswith(fast[0]):
+                # The usual case, read_in_region written out: the digits
+                # start with the national prefix (and with neither the
+                # international prefix nor the calling code, which
+                # parse_national reads otherwise).
+                npp, prefixes, blocked, _, cc, plus_cc, prefixed, _ = fast
+                rest = d[len(npp):]
+                size = len(rest)
+                if (
+                    size < _LENGTH_TABLE
+                    and not d.startswith(blocked)
+                    and not rest.startswith(prefixes)
+                ):
+                    result = prefixed[size]
+                    if result:
+                        e164 = plus_cc + rest
+                        if e164 not in out:
+                            out[e164] = (e164, "national", (cc, rest), tier)
+                        continue
+                    if result is False:
+                        continue
+            number = read(d, region, home, home_trunk, main)
             kind = "national"
         else:
-            number = to_number(text, region)
-        if number is None:
-            continue
-        e164 = phonenumbers.format_number(number, _E164)
-        if e164 not in out:
-            out[e164] = (e164, kind, phonenumbers.is_valid_number(number), tier)
-    return list(out.values())
+            if own and area:
+                all_bare = False
+                number = read(trunk + area + d, region, home, home_trunk, main)
+                if number is not None:
+                    e164 = f"+{number[0]}{number[1]}"
+                    if e164 not in out:
+                        out[e164] = (e164, "local", number, tier)
+            if fast is not None and plain and len(d) < _LENGTH_TABLE and not d.startswith(fast[3]):
+                # read_in_region written out: nothing to strip.
+                number = (fast[4], d) if fast[7][len(d)] else None
+            else:
+                number = read(d, region, home, home_trunk, main)
+            if not optional and number is not None:
+                number = read_bare_national(d, region, False, number)
+            kind = "national"
+        if number is not None:
+            e164 = f"+{number[0]}{number[1]}"
+            if e164 not in out:
+                out[e164] = (e164, kind, number, tier)
+    return list(out.values()), any_candidate, all_bare
 
 
 def parse_stored(
@@ -212,18 +439,48 @@ def parse_stored(
     wins, else the first possible one.  All other readings become
     ``alternatives`` (lower-priority index keys).  Local completion and bare
     extensions use the PBX's own area code and main number only.
+
+    Results are cached by ``(raw, settings, regions)``; a :class:`StoredNumber`
+    is immutable, so equal inputs may share one.
     """
+    if isinstance(raw, str):
+        key_regions = regions if isinstance(regions, tuple) else tuple(regions)
+        try:
+            parse = _parser(settings, key_regions)
+        except TypeError:  # unhashable regions: read without the cache
+            pass
+        else:
+            return parse(raw)
+    return _parse_stored(raw, settings, tuple(regions))
+
+
+@lru_cache(maxsize=PARSE_CACHES)
+def _parser(settings: NumberSettings, regions: tuple[str, ...]) -> Any:
+    """:func:`_parse_stored` for these settings and regions, cached by the text.
+
+    A text alone is its own cache key: no key tuple per number, which with
+    hundreds of thousands of numbers would keep the garbage collector busy.
+    """
+
+    @lru_cache(maxsize=PARSE_CACHE_SIZE)
+    def parse(raw: str) -> StoredNumber:
+        return _parse_stored(raw, settings, regions)
+
+    return parse
+
+
+def _parse_stored(raw: str, settings: NumberSettings, regions: tuple[str, ...]) -> StoredNumber:
     raw_text = raw if isinstance(raw, str) else ""
-    digits = digits_of(raw_text)
-    parts = split_text(raw_text)
+    parts, digits = split_with_digits(raw_text)
     if parts is None:
         return _unreadable(raw_text, digits, "not a phone number" if raw_text.strip() else "empty")
     d = parts.digits
-    candidates: list[tuple[str, str | None, str, int]] = []
+    text = None
+    kind = "international"
     if parts.plus:
-        candidates.append(("+" + d, None, "international", 0))
+        text = "+" + d
     elif d.startswith(settings.idd):
-        candidates.append(("+" + d[len(settings.idd):], None, "international", 0))
+        text = "+" + d[len(settings.idd):]
     elif parts.leading_dash or len(d) <= settings.extension_length:
         if settings.main_head is None:
             return _unreadable(raw_text, digits, "extension without main number", "extension")
@@ -240,28 +497,39 @@ def parse_stored(
                 forms=search_forms_of(settings.main_e164, settings) + (d,),
                 kind="extension",
             )
-        candidates.append((settings.main_head + d, None, "extension", 0))
+        text, kind = settings.main_head + d, "extension"
+    if text is not None:
+        number = read_international(text)
+        readings = [] if number is None else [(f"+{number[0]}{number[1]}", kind, number, 0)]
+        any_candidate, all_bare = True, False
     else:
-        tiers = [(region, 0) for region in regions]
-        tiers += [(settings.country, 1)] + [(region, 2) for region in settings.other_countries]
-        seen = set()
-        for region, tier in tiers:
-            if region in phonenumbers.SUPPORTED_REGIONS and region not in seen:
-                seen.add(region)
-                candidates.extend(
-                    (*candidate, tier) for candidate in _national_candidates(d, region, settings)
-                )
-    readings = _read(candidates)
+        plans, usual = _read_plan(settings, regions)
+        readings, any_candidate, all_bare = _read(d, plans, settings, usual)
     if not readings:
         problem = "cannot be normalized"
-        if candidates and all(c[2] in (_BARE, _BARE_LENIENT) for c in candidates):
+        if any_candidate and all_bare:
             problem = "no national prefix, country or area code"
         return _unreadable(raw_text, digits, problem)
-    first_tier = min(r[3] for r in readings)
-    tier_readings = [r for r in readings if r[3] == first_tier]
-    e164, kind = next((r for r in tier_readings if r[2]), tier_readings[0])[:2]
-    alternatives = tuple(r[0] for r in readings if r[0] != e164)
-    head, is_head = _head(e164, kind, parts.dash_group, settings)
+    if len(readings) == 1:
+        e164, kind, number = readings[0][:3]
+        alternatives = ()
+    else:
+        # Readings come in the order of the regions, and so of their tiers.
+        first_tier = readings[0][3]
+        if readings[1][3] != first_tier:
+            e164, kind, number = readings[0][:3]
+        else:
+            # The first valid reading of the tier, else its first: validity
+            # is needed only where the tier has a choice.
+            tier_readings = [r for r in readings if r[3] == first_tier]
+            e164, kind, number = next(
+                (r for r in tier_readings if fastpn.is_valid(r[2])), tier_readings[0]
+            )[:3]
+        alternatives = tuple([r[0] for r in readings if r[0] != e164])
+    if parts.dash_group is None and settings.main_head is None:
+        head, is_head = None, False  # what _head finds: nothing to find a head with
+    else:
+        head, is_head = _head(e164, kind, parts.dash_group, settings, number)
     return StoredNumber(
         raw=raw_text,
         e164=e164,
@@ -269,14 +537,18 @@ def parse_stored(
         head=head,
         is_head=is_head,
         digits=digits,
-        forms=search_forms_of(e164, settings, head),
+        forms=search_forms_of(e164, settings, head, number=number),
         kind=kind,
         alternatives=alternatives,
     )
 
 
 def _head(
-    e164: str, kind: str, dash_group: str | None, settings: NumberSettings
+    e164: str,
+    kind: str,
+    dash_group: str | None,
+    settings: NumberSettings,
+    number: fastpn.Number | None = None,
 ) -> tuple[str | None, bool]:
     """(head, is_head) of a normalized number.
 
@@ -287,7 +559,7 @@ def _head(
     main_head, main_e164 = settings.main_head, settings.main_e164
     if kind == "extension":
         return main_head, e164 == main_e164
-    head = head_of(e164, dash_group, DEFAULT_MAX_EXTENSION_DIGITS)
+    head = head_of(e164, dash_group, DEFAULT_MAX_EXTENSION_DIGITS, number=number)
     if head is not None:
         return head, not dash_group.strip("0")
     if (
@@ -309,27 +581,44 @@ def region_hints(raws: Iterable[str], settings: NumberSettings) -> tuple[str, ..
     numbers show it than show the PBX's own country, which is never listed
     (it is always tried).
     """
-    counts: Counter[str] = Counter()
+    idd = settings.idd
+    own_cc = settings.country_code
+    own_prefix = f"+{own_cc}"
+    texts = []
+    foreign = False
     for raw in raws:
         parts = split_text(raw) if isinstance(raw, str) else None
         if parts is None:
             continue
         if parts.plus:
             text = "+" + parts.digits
-        elif parts.digits.startswith(settings.idd):
-            text = "+" + parts.digits[len(settings.idd):]
+        elif parts.digits.startswith(idd):
+            text = "+" + parts.digits[len(idd):]
         else:
             continue
-        number = to_number(text, None)
+        texts.append(text)
+        if not text.startswith(own_prefix):
+            foreign = True
+    if not foreign:
+        # Calling codes are prefix-free: every number is of the own country
+        # (or none), so no region can outnumber it.
+        return ()
+    counts: dict[str, int] = {}
+    own = 0
+    for text in texts:
+        number = read_international(text)
         if number is None:
             continue
-        if number.country_code == settings.country_code:
-            counts[settings.country] += 1
+        if number[0] == own_cc:
+            own += 1
             continue
-        region = phonenumbers.region_code_for_number(number) or (
-            phonenumbers.region_code_for_country_code(number.country_code)
+        region = fastpn.region_for_number(number) or (
+            phonenumbers.region_code_for_country_code(number[0])
         )
         if region and region in phonenumbers.SUPPORTED_REGIONS:
-            counts[region] += 1
-    own = counts.pop(settings.country, 0)
-    return tuple(region for region, count in counts.most_common() if count > own)
+            counts[region] = counts.get(region, 0) + 1
+    if not counts:
+        return ()
+    # Counter.most_common: by count, ties in first-seen order (a stable sort).
+    ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
+    return tuple(region for region, count in ranked if count > own and region != settings.country)

@@ -12,6 +12,7 @@ variants for the outside line, the local area and "+"/"00");
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from gateway.numbers.normalize import strip_separators
 from gateway.numbers.settings import NumberSettings
@@ -77,8 +78,29 @@ def substring_patterns(
     Separators are removed from every piece; empty pieces are dropped.  The
     leading piece (the initial, else a lone ``any`` or a lone final) gets the
     variants of :func:`_leading_variants`.  A piece that is not a number
-    ("*abc*") gives no pattern at all: nothing matches.
+    ("*abc*") gives no pattern at all: nothing matches.  Results are cached.
     """
+    pieces = tuple(any_)
+    try:
+        return _patterns_cached(initial, pieces, final, settings)
+    except TypeError:  # an unhashable piece: no cache
+        return _patterns(initial, pieces, final, settings)
+
+
+#: How many substring assertions :func:`substring_patterns` remembers.
+PATTERNS_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=PATTERNS_CACHE_SIZE)
+def _patterns_cached(
+    initial: str | None, any_: tuple[str, ...], final: str | None, settings: NumberSettings
+) -> tuple[Pattern, ...]:
+    return _patterns(initial, any_, final, settings)
+
+
+def _patterns(
+    initial: str | None, any_: tuple[str, ...], final: str | None, settings: NumberSettings
+) -> tuple[Pattern, ...]:
     ci = None if initial is None else _clean(initial)
     cf = None if final is None else _clean(final)
     anys = [_clean(piece) for piece in any_]

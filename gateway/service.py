@@ -317,6 +317,9 @@ class Gateway:
                 yield self.listener.stop_listening()
                 raise
         self.directory.ready = True
+        import gc
+
+        gc.freeze()  # the loaded index is long-lived: keep it out of the collector's full scans
         log.info("dirgw: ready ({count} contacts)", count=len(self.index))
 
     def stop(self):

@@ -22,6 +22,9 @@ from gateway.text import fold
 
 #: Attributes matched under umlaut-transcription variants ("Mueller" finds "Müller").
 VARIANT_ATTRIBUTES = frozenset(("cn", "sn", "givenName", "displayName", "o", "ou", "title"))
+#: Length of the value prefix that groups name entries for searches in result order.
+BUCKET = 3
+
 #: Attributes whose words the fuzzy matcher knows.
 FUZZY_ATTRIBUTES = ("cn", "sn", "givenName", "displayName", "o")
 
@@ -112,6 +115,9 @@ class ContactIndex:
         self._by_head: dict[str, set[ContactKey]] = {}
         self._by_alternative: dict[str, set[ContactKey]] = {}
         self._names: dict[str, SortedList] = {attr: SortedList() for attr in NAME_ATTRIBUTES}
+        # (value[:BUCKET], sort key, value): within a bucket, contacts in result order, so a name
+        # search can stop after the first page instead of collecting every match
+        self._buckets: dict[str, SortedList] = {attr: SortedList() for attr in VARIANT_ATTRIBUTES}
         self._number_forms = SortedList()
         self._sorted: SortedList = SortedList()
         self.generation = 0
@@ -238,8 +244,13 @@ class ContactIndex:
         pending.append((self._sorted, entry.sort_key))
         for attr, folded in entry.folded.items():
             names = self._names[attr]
-            for value in set(entry.variants.get(attr, folded)):
+            variants = set(entry.variants.get(attr, folded))
+            for value in variants:
                 pending.append((names, (value, key)))
+            buckets = self._buckets.get(attr)
+            if buckets is not None:
+                for value in variants:
+                    pending.append((buckets, (value[:BUCKET], entry.sort_key, value)))
         self.fuzzy.add(key, [v for attr in FUZZY_ATTRIBUTES for v in entry.values.get(attr, ())])
         forms: set[str] = set()
         for number in entry.all_numbers():
@@ -287,8 +298,13 @@ class ContactIndex:
             self._sorted.discard(entry.sort_key)
             for attr, folded in entry.folded.items():
                 names = self._names[attr]
-                for value in set(entry.variants.get(attr, folded)):
+                variants = set(entry.variants.get(attr, folded))
+                for value in variants:
                     names.discard((value, key))
+                buckets = self._buckets.get(attr)
+                if buckets is not None:
+                    for value in variants:
+                        buckets.discard((value[:BUCKET], entry.sort_key, value))
         self.fuzzy.remove(key)
         forms: set[str] = set()
         for number in entry.all_numbers():
@@ -367,6 +383,35 @@ class ContactIndex:
             return set()
         return _keys_between(names, (folded_value,), (folded_value, ("\U0010ffff",)))
 
+    def names_in_order(self, items: Iterable[tuple[str, str, bool]]) -> Iterator[IndexedContact]:
+        """Contacts matching any (attribute, folded value, is prefix) item, lazily, in result order.
+
+        Only for attributes in VARIANT_ATTRIBUTES.  Each bucket holds its contacts in result
+        order, so merging the buckets a query touches yields matches best first; a search
+        that needs 50 stops after 50 however many contacts match.
+        """
+        streams = []
+        for attr, wanted, prefix in items:
+            entries = self._buckets[attr]
+            if len(wanted) >= BUCKET or not prefix:
+                streams.append(_bucket_stream(entries, wanted[:BUCKET], wanted, prefix))
+                continue
+            position = entries.bisect_left((wanted,))
+            end = entries.bisect_left((wanted + "\U0010ffff",))
+            while position < end:
+                bucket = entries[position][0]
+                streams.append(_bucket_stream(entries, bucket, wanted, True))
+                position = entries.bisect_left((bucket, _AFTER_ALL))
+        by_key = self._by_key
+        last = None
+        for sort_key in heapq.merge(*streams):
+            if sort_key == last:
+                continue
+            last = sort_key
+            entry = by_key.get((sort_key[2], sort_key[3]))
+            if entry is not None:
+                yield entry
+
     def number_prefix(self, prefix: str) -> set[ContactKey]:
         """Contacts with a number search form starting with ``prefix``."""
         return _keys_between(self._number_forms, (prefix,), (prefix + "\U0010ffff",))
@@ -396,6 +441,24 @@ class ContactIndex:
             entry = by_key.get(key)
             if entry is not None:
                 yield entry
+
+
+#: Compares greater than every sort key (their first item is an int).
+_AFTER_ALL = (float("inf"),)
+
+
+def _bucket_stream(entries: SortedList, bucket: str, wanted: str, prefix: bool) -> Iterator[tuple]:
+    """Sort keys of one bucket's entries whose value starts with (or equals) ``wanted``."""
+    start = entries.bisect_left((bucket,))
+    stop = entries.bisect_left((bucket, _AFTER_ALL))
+    if prefix:
+        for _, sort_key, value in entries.islice(start, stop):
+            if value.startswith(wanted):
+                yield sort_key
+    else:
+        for _, sort_key, value in entries.islice(start, stop):
+            if value == wanted:
+                yield sort_key
 
 
 def _keys_between(values: SortedList, low: tuple, high: tuple) -> set[ContactKey]:

@@ -43,7 +43,7 @@ _PHONES = frozenset(PHONE_ATTRIBUTES)
 _NAMES = frozenset(NAME_ATTRIBUTES)
 
 
-@frozen
+@frozen(cache_hash=True)
 class SearchSettings:
     """Server-side settings a search obeys."""
 
@@ -540,6 +540,14 @@ def _has_fuzzy(f: F.Filter) -> bool:
 
 def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan):
     """Contacts matching ``f``, in index order; at most limit + 1 when the order is final already."""
+    if ordered_scan and _answered_by_plan(f):
+        out = []
+        for entry in index.names_in_order(_name_items(f)):
+            if visible(entry.contact.source):
+                out.append(entry)
+                if len(out) > limit:
+                    break
+        return out, RESULT_SUCCESS, ""
     candidates = plan(f, index, phones)
     if candidates is None:
         ordered: Iterable[IndexedContact] = index.in_order()
@@ -562,6 +570,16 @@ def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan):
         if ordered_scan and len(out) > limit:
             break
     return out, RESULT_SUCCESS, ""
+
+
+def _name_items(f: F.Filter) -> list[tuple[str, str, bool]]:
+    """(attribute, folded query variant, is prefix) of a filter _answered_by_plan accepts."""
+    if isinstance(f, F.Or):
+        return [item for i in f.items for item in _name_items(i)]
+    attr = _attr(f.attr)
+    if isinstance(f, F.Equality):
+        return [(attr, q, False) for q in query_variants(f.value)]
+    return [(attr, q, True) for q in query_variants(f.initial)]
 
 
 def _answered_by_plan(f: F.Filter) -> bool:

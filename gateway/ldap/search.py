@@ -342,16 +342,16 @@ def _render(
 ) -> ResultEntry:
     """The entry as sent; cached on the contact per attribute selection and settings (the
     contact object is replaced whenever it changes, so the cache never goes stale)."""
-    cacheable = not approximate and not settings.answer_as_asked
-    if cacheable:
+    if not settings.answer_as_asked:
         cache = entry.rendered
-        key = (selection, settings)
+        key = (selection, settings, approximate)
         if cache is not None:
             hit = cache.get(key)
             if hit is not None:
                 return hit
         result = _render_uncached(entry, selection, settings, index, phones, approximate)
-        result = ResultEntry(result.dn, result.attributes, False, encode_entry_body(result.dn, result.attributes))
+        result = ResultEntry(result.dn, result.attributes, approximate,
+                             encode_entry_body(result.dn, result.attributes))
         if cache is None:
             cache = entry.rendered = {}
         elif len(cache) >= 4:

@@ -160,8 +160,8 @@ class LDAPConnection(LDAPServer):
         limits = self.factory.limits
         handled = 0
         while self._buffer and self.connected and not self._paused:
-            if handled >= REQUESTS_PER_TURN:
-                self._schedule_processing()
+            if handled >= REQUESTS_PER_TURN and self.factory.clock is not None:
+                self._schedule_processing()  # the rest after other connections had their turn
                 break
             try:
                 length = ber.frame(self._buffer, limits.max_pdu_size)

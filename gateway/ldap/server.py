@@ -257,7 +257,8 @@ class LDAPConnection(LDAPServer):
             self._write(ber.encode_result(mid, OP_SEARCH_DONE, 11, message=f"filter too complex: {e}"))
             return
         except ber.BERError as e:
-            self._write(ber.encode_result(mid, OP_SEARCH_DONE, 2, message=f"malformed search request: {e}"))
+            # RFC 4511 4.1.1: wrong encoding structures get a Notice of Disconnection and the end
+            self._protocol_failure(f"malformed search request (message {mid}): {e}")
             return
         request = SearchRequest(
             base=request.base,

@@ -923,3 +923,21 @@ def encode_sort_response_value(result_code: int, attribute: str | None = None) -
     if attribute is not None:
         content += _octets(b"\x80", _utf8(attribute))
     return _octets(b"\x30", content)
+
+
+def check_structure(op: bytes, max_depth: int = 64) -> None:
+    """Check that an operation's BER nests exactly (every constructed element's children fill
+    it to the byte); raises BERError otherwise.  For requests whose contents are not decoded
+    here: a lenient decoder must not turn a broken encoding into an answer (RFC 4511 4.1.1)."""
+    stack = [(0, len(op), 0)]
+    while stack:
+        pos, end, depth = stack.pop()
+        if depth > max_depth:
+            raise BERError("elements nested too deeply")
+        while pos < end:
+            tag, start, stop = _header(op, pos, end)
+            if tag & 0x20:
+                stack.append((start, stop, depth + 1))
+            pos = stop
+        if pos != end:
+            raise BERError(f"element ends at offset {pos}, its parent at {end}")

@@ -203,6 +203,11 @@ class LDAPConnection(LDAPServer):
             self._search(message)
             return
         try:
+            ber.check_structure(message.op)
+        except ber.BERError as e:
+            self._protocol_failure(f"malformed {message.op_tag:#x} request (message {message.message_id}): {e}")
+            return
+        try:
             decoded, _ = pureber.berDecodeObject(self.berdecoder, pdu)
         except Exception as e:  # ldaptor raises assorted errors on bad input
             self._protocol_failure(f"malformed {message.op_tag:#x} request: {e}")
@@ -449,6 +454,9 @@ class LDAPConnection(LDAPServer):
         return pureldap.LDAPBindResponse(resultCode=ldaperrors.LDAPInvalidCredentials.resultCode)
 
     def handle_LDAPUnbindRequest(self, request, controls, reply):
+        # nothing after an Unbind is answered, even requests already in the buffer
+        self.connected = 0
+        self._buffer = bytearray()
         self.transport.loseConnection()
 
     def handle_LDAPAbandonRequest(self, request, controls, reply):
@@ -458,9 +466,13 @@ class LDAPConnection(LDAPServer):
     def handle_LDAPCompareRequest(self, request, controls, reply):
         if not self.may_search():
             return pureldap.LDAPCompareResponse(resultCode=50)
-        dn = request.entry.decode("utf-8", "replace") if isinstance(request.entry, bytes) else str(request.entry)
-        attr = request.ava.attributeDesc.value
-        value = request.ava.assertionValue.value
+        try:
+            dn = request.entry.decode("utf-8", "replace") if isinstance(request.entry, bytes) else str(request.entry)
+            attr = request.ava.attributeDesc.value
+            value = request.ava.assertionValue.value
+        except AttributeError:  # ldaptor accepted a CompareRequest of another shape
+            return pureldap.LDAPCompareResponse(resultCode=ldaperrors.LDAPProtocolError.resultCode,
+                                                errorMessage="malformed compare request")
         attr = attr.decode("utf-8", "replace") if isinstance(attr, bytes) else attr
         value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         try:

@@ -16,7 +16,7 @@ with the installed phonenumbers).
 
 Regenerate only on purpose (a deliberate change of behaviour)::
 
-    .venv/bin/python -m tests.test_numbers_frozen --write /work/shared/bench/gen_contacts.py
+    .venv/bin/python -m tests.test_numbers_frozen --write ../shared/bench/gen_contacts.py
 """
 
 from __future__ import annotations

@@ -45,21 +45,9 @@ class _Unreachable(Exception):
 
 
 def _split_endpoint(description: str) -> list[str]:
-    """Split a Twisted endpoint string on unescaped colons (``\\:`` is a literal colon)."""
-    parts, current, escaped = [], [], False
-    for ch in description:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
+    from gateway.ops.tls import split_endpoint
+
+    return split_endpoint(description)
 
 
 def admin_url(listen: str) -> str:

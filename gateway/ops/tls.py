@@ -153,12 +153,8 @@ def _options(key: Any, certificate: Any, extra: list[Any]) -> CertificateOptions
     return options
 
 
-def parse_ssl_endpoint(description: str) -> dict[str, Any]:
-    """``ssl:636:interface=0.0.0.0:backlog=50`` -> ``{"port": 636, "interface": "0.0.0.0", "backlog": 50}``.
-
-    Certificate arguments (``privateKey=``, ``certKey=``...) are refused: an ``ssl:`` listener
-    uses ``[ldap] tls_certificate`` and ``tls_key``.  ``\\:`` escapes a colon (IPv6 interfaces).
-    """
+def split_endpoint(description: str) -> list[str]:
+    """Split a Twisted endpoint string on unescaped colons (``\\:`` is a literal colon)."""
     parts, current, escaped = [], [], False
     for ch in description:
         if escaped:
@@ -172,6 +168,16 @@ def parse_ssl_endpoint(description: str) -> dict[str, Any]:
         else:
             current.append(ch)
     parts.append("".join(current))
+    return parts
+
+
+def parse_ssl_endpoint(description: str) -> dict[str, Any]:
+    """``ssl:636:interface=0.0.0.0:backlog=50`` -> ``{"port": 636, "interface": "0.0.0.0", "backlog": 50}``.
+
+    Certificate arguments (``privateKey=``, ``certKey=``...) are refused: an ``ssl:`` listener
+    uses ``[ldap] tls_certificate`` and ``tls_key``.  ``\\:`` escapes a colon (IPv6 interfaces).
+    """
+    parts = split_endpoint(description)
     if parts[0] != "ssl":
         raise ValueError(f"not an ssl: endpoint: {description!r}")
     result: dict[str, Any] = {"port": None, "interface": "", "backlog": 50}

@@ -15,7 +15,7 @@ from gateway.numbers import StoredNumber
 from gateway.fuzzy import expand_umlauts, query_variants
 from gateway.text import fold
 
-__all__ = ["EntryView", "PhoneQueries", "evaluate", "substring_match"]
+__all__ = ["AttributeView", "EntryView", "PhoneQueries", "evaluate", "substring_match"]
 
 _OBJECT_CLASSES = frozenset(fold(c) for c in OBJECT_CLASSES)
 _PHONES = frozenset(PHONE_ATTRIBUTES)
@@ -42,6 +42,15 @@ class PhoneQueries(Protocol):
     def substring_matches(self, patterns: object, number: StoredNumber) -> bool: ...
 
     def ordering_key(self, value: str) -> str: ...
+
+
+class AttributeView:
+    """An entry given as (attribute, values) pairs (the base entry, the root DSE), for evaluation."""
+
+    def __init__(self, attributes) -> None:
+        self.values = {canonical_attribute(a) or a.lower(): tuple(v) for a, v in attributes}
+        self.folded: dict = {}
+        self.numbers: dict = {}
 
 
 def substring_match(value: str, initial: str | None, any_: tuple[str, ...], final: str | None) -> bool:
@@ -103,7 +112,7 @@ def evaluate(f: F.Filter, entry: EntryView, phones: PhoneQueries) -> bool | None
         if f.attr is None or f.rule not in _EQUALITY_RULES:
             return False
         return evaluate(F.Equality(f.attr, f.value), entry, phones)
-    if type(f).__name__ == "FuzzyName":  # the fuzzy fallback's items (gateway.ldap.search)
+    if isinstance(f, F.FuzzyName):  # the fuzzy fallback's items
         attr = canonical_attribute(f.attr)
         values = entry.values.get(attr, ()) if attr else ()
         if not values:

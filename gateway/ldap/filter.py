@@ -22,6 +22,7 @@ __all__ = [
     "LessOrEqual",
     "Approx",
     "Extensible",
+    "FuzzyName",
     "Filter",
     "decode_value",
     "to_text",
@@ -88,6 +89,17 @@ class Extensible:
     attr: str | None
     value: str
     dn_attributes: bool = False
+
+
+@frozen
+class FuzzyName:
+    """A name item matched approximately: what the fuzzy fallback turns equality and initial
+    substrings on names into.  Never decoded from the wire."""
+
+    attr: str
+    value: str
+    prefix: bool = False
+    threshold: float | None = None
 
 
 Filter = Union[

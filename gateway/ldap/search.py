@@ -16,7 +16,7 @@ from attrs import frozen
 from gateway import numbers as N
 from gateway.index import VARIANT_ATTRIBUTES, ContactIndex, IndexedContact
 from gateway.ldap import filter as F
-from gateway.ldap.evaluate import evaluate
+from gateway.ldap.evaluate import AttributeView, evaluate
 from gateway.ldap.messages import SCOPE_BASE, SCOPE_ONE, SearchRequest
 from gateway.ldap.schema import (
     ALL_ATTRIBUTES,
@@ -144,26 +144,16 @@ class QueryPhones:
 # -- planning ---------------------------------------------------------------
 
 
-@frozen
-class FuzzyName:
-    """A name item of a fallback search, matched approximately (not a wire filter)."""
-
-    attr: str
-    value: str
-    prefix: bool = False
-    threshold: float | None = None
-
-
 def fuzzy_rewrite(f: F.Filter, threshold: float) -> tuple[F.Filter, bool]:
     """The filter with equality and initial-substring items on names made approximate."""
     if isinstance(f, (F.And, F.Or)):
         items = [fuzzy_rewrite(i, threshold) for i in f.items]
         return type(f)(tuple(i for i, _ in items)), any(c for _, c in items)
     if isinstance(f, F.Equality) and _attr(f.attr) in _NAMES and _attr(f.attr) != "mail":
-        return FuzzyName(f.attr, f.value, False, threshold), True
+        return F.FuzzyName(f.attr, f.value, False, threshold), True
     if isinstance(f, F.Substrings) and f.initial and not f.any and not f.final and _attr(f.attr) in _NAMES:
         if len(f.initial) >= 3:
-            return FuzzyName(f.attr, f.initial, True, threshold), True
+            return F.FuzzyName(f.attr, f.initial, True, threshold), True
     return f, False
 
 _ALL = None  # a plan of "every contact"
@@ -192,7 +182,7 @@ def plan(f: F.Filter, index: ContactIndex, phones: QueryPhones) -> set | None:
                 return None
             out |= p
         return out
-    if isinstance(f, FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES):
+    if isinstance(f, F.FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES):
         value = f.value
         prefix = getattr(f, "prefix", False)
         threshold = getattr(f, "threshold", None) or phones.fuzzy_threshold
@@ -440,13 +430,6 @@ def base_entry(settings: SearchSettings) -> ResultEntry:
     return ResultEntry(dn=settings.base_dn, attributes=(("objectClass", classes), (attr.strip(), (value.strip(),))))
 
 
-class _BaseView:
-    def __init__(self, entry: ResultEntry) -> None:
-        self.values = {canonical_attribute(a) or a.lower(): v for a, v in entry.attributes}
-        self.folded: dict = {}
-        self.numbers: dict = {}
-
-
 def run_search(
     index: ContactIndex,
     request: SearchRequest,
@@ -480,12 +463,12 @@ def run_search(
         if base == base_dn:
             if request.scope == SCOPE_BASE:
                 view = base_entry(settings)
-                if evaluate(request.filter, _BaseView(view), phones) is True:
+                if evaluate(request.filter, AttributeView(view.attributes), phones) is True:
                     return SearchResult((_select_plain(view, selection),), kind=kind)
                 return SearchResult((), kind=kind)
             if request.scope != SCOPE_ONE:
                 view = base_entry(settings)
-                if evaluate(request.filter, _BaseView(view), phones) is True:
+                if evaluate(request.filter, AttributeView(view.attributes), phones) is True:
                     pre.append(_select_plain(view, selection))
     elif len(base) == len(base_dn) + 1 and base[1:] == base_dn and base[0][0] == "uid":
         single = index.by_uid(base[0][1])
@@ -535,7 +518,7 @@ def _has_fuzzy(f: F.Filter) -> bool:
         return any(_has_fuzzy(i) for i in f.items)
     if isinstance(f, F.Not):
         return _has_fuzzy(f.item)
-    return isinstance(f, FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES)
+    return isinstance(f, F.FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES)
 
 
 def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan):

@@ -28,7 +28,7 @@ from gateway.ldap.directory import (
     SORT_RESPONSE_OID,
     Directory,
 )
-from gateway.ldap.evaluate import evaluate
+from gateway.ldap.evaluate import AttributeView, evaluate
 from gateway.ldap.filter import Equality, to_text
 from gateway.ldap.messages import SCOPE_BASE, Control, SearchRequest
 from gateway.ldap.schema import canonical_attribute, normalize_dn
@@ -256,7 +256,8 @@ class LDAPConnection(LDAPServer):
         limits = self.factory.limits
         try:
             request = ber.decode_search(
-                message.op, max_depth=limits.max_filter_depth, max_items=limits.max_filter_items
+                message.op, max_depth=limits.max_filter_depth, max_items=limits.max_filter_items,
+                controls=message.controls,
             )
         except ber.FilterTooComplex as e:
             self._write(ber.encode_result(mid, OP_SEARCH_DONE, 11, message=f"filter too complex: {e}"))
@@ -265,17 +266,6 @@ class LDAPConnection(LDAPServer):
             # RFC 4511 4.1.1: wrong encoding structures get a Notice of Disconnection and the end
             self._protocol_failure(f"malformed search request (message {mid}): {e}")
             return
-        request = SearchRequest(
-            base=request.base,
-            scope=request.scope,
-            filter=request.filter,
-            attributes=request.attributes,
-            size_limit=request.size_limit,
-            time_limit=request.time_limit,
-            types_only=request.types_only,
-            deref_aliases=request.deref_aliases,
-            controls=message.controls,
-        )
         for control in message.controls:
             if control.critical and control.oid not in _UNDERSTOOD_CONTROLS:
                 self._write(
@@ -358,7 +348,7 @@ class LDAPConnection(LDAPServer):
 
     def _root_dse(self, mid: int, request: SearchRequest) -> None:
         attributes = self.directory.root_dse()
-        view = _PlainView(attributes)
+        view = AttributeView(attributes)
         phones = QueryPhones(self.directory.index, self.directory.settings.numbers)
         if evaluate(request.filter, view, phones) is not True:
             self._write(ber.encode_result(mid, OP_SEARCH_DONE, 0))
@@ -547,13 +537,6 @@ class LDAPConnection(LDAPServer):
         return pureldap.LDAPExtendedResponse(
             resultCode=ldaperrors.LDAPProtocolError.resultCode, errorMessage="unsupported request"
         )
-
-
-class _PlainView:
-    def __init__(self, attributes) -> None:
-        self.values = {canonical_attribute(a) or a: tuple(v) for a, v in attributes}
-        self.folded: dict = {}
-        self.numbers: dict = {}
 
 
 def _control(request: SearchRequest, oid: str) -> Control | None:

@@ -16,6 +16,7 @@ import time
 import uuid
 
 from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
@@ -63,8 +64,7 @@ class EmulatorCase(TestCase):
         self.emulator = GraphEmulator(reactor, directory, page_size=7)
         os.makedirs(self.emulator.state_dir, exist_ok=True)
         await self.emulator.start()
-        self.addCleanup(lambda: __import__("twisted.internet.defer", fromlist=["x"]).ensureDeferred(
-            self.emulator.stop()))
+        self.addCleanup(lambda: ensureDeferred(self.emulator.stop()))
         self.secret = "s3cr3t-" + uuid.uuid4().hex
         self.app = self.emulator.register_app(secret=self.secret)
         self.secret_file = os.path.join(str(self.emulator.state_dir), "client.secret")
@@ -74,20 +74,28 @@ class EmulatorCase(TestCase):
         self.timeouts = Clock()
         self.index = ContactIndex()
 
-    def source(self, name="m365", secret_file=None, interval="5m"):
-        values = self.emulator.source_config(self.app.client_id, secret_file or self.secret_file)
+    def config(self, name="m365", source_extra="", top="", client_id=None, secret_file=None, tenant=None):
+        """A parsed configuration whose one m365 source points at the emulator."""
+        values = self.emulator.source_config(client_id or self.app.client_id, secret_file or self.secret_file,
+                                             tenant=tenant)
         lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
-        config = parse_config(
-            f'[[sources]]\nname = "{name}"\ntype = "m365_mail_contacts"\n{lines}\ninterval = "{interval}"\n',
+        return parse_config(
+            f'{top}[[sources]]\nname = "{name}"\ntype = "m365_mail_contacts"\n{lines}\n{source_extra}',
             os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
         )
+
+    def m365_source(self, config, name="m365"):
+        """The sync of the configuration's source, timeouts on ``self.timeouts``, retries on ``self.clock``."""
         options = config.sources[0].options["m365"]
-        http = make_http_client(reactor, options.ca_bundle)
+        http = make_http_client(reactor, options.ca_bundle, options.proxy)
         self.addCleanup(http._agent._pool.closeCachedConnections)
         tokens = MsalTokenProvider(options, reactor, now=self.clock.seconds)
         graph = GraphClient(http, tokens, self.timeouts, timeout=30)
         return M365Source(name, graph, self.index, self.clock, options.graph_url, options.interval,
                           identity=options.identity(), rng=random.Random(1))
+
+    def source(self, name="m365", secret_file=None, interval="5m"):
+        return self.m365_source(self.config(name, f'interval = "{interval}"\n', secret_file=secret_file), name)
 
     def names(self, source="m365"):
         return sorted(c.name for c in self.index.contacts(source))
@@ -226,15 +234,7 @@ class SyncTests(EmulatorCase):
         self.emulator.seed_contacts(people(2, "b"), tenant=other)
         app2 = self.emulator.register_app(secret=self.secret, tenant=other)
         first = self.source("one")
-        values = self.emulator.source_config(app2.client_id, self.secret_file, tenant=other)
-        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
-        config = parse_config(f'[[sources]]\nname = "two"\ntype = "m365_mail_contacts"\n{lines}\n',
-                              os.path.join(str(self.emulator.state_dir), "x.toml"))
-        options = config.sources[0].options["m365"]
-        http = make_http_client(reactor, options.ca_bundle)
-        self.addCleanup(http._agent._pool.closeCachedConnections)
-        second = M365Source("two", GraphClient(http, MsalTokenProvider(options, reactor), self.timeouts),
-                            self.index, self.clock, options.graph_url, 300, identity=options.identity())
+        second = self.m365_source(self.config("two", client_id=app2.client_id, tenant=other), "two")
         await self.run_round(first)
         await self.run_round(second)
         self.assertEqual(len(self.names("one")), 3)
@@ -253,20 +253,10 @@ class ProxyTests(EmulatorCase):
 
         proxy = ConnectProxy(reactor, credentials="dirgw:pa ss")
         await proxy.start()
-        self.addCleanup(lambda: __import__("twisted.internet.defer", fromlist=["x"]).ensureDeferred(proxy.stop()))
+        self.addCleanup(lambda: ensureDeferred(proxy.stop()))
         self.emulator.seed_contacts(people(12))
         url = proxy.url.replace("http://", "http://dirgw:pa%20ss@")
-        values = self.emulator.source_config(self.app.client_id, self.secret_file)
-        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
-        config = parse_config(
-            f'[[sources]]\nname = "m365"\ntype = "m365_mail_contacts"\n{lines}\nproxy = "{url}"\n',
-            os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
-        )
-        options = config.sources[0].options["m365"]
-        http = make_http_client(reactor, options.ca_bundle, options.proxy)
-        self.addCleanup(http._agent._pool.closeCachedConnections)
-        source = M365Source("m365", GraphClient(http, MsalTokenProvider(options, reactor), self.timeouts),
-                            self.index, self.clock, options.graph_url, 300, identity=options.identity())
+        source = self.m365_source(self.config(source_extra=f'proxy = "{url}"\n'))
         self.assertTrue(await self.run_round(source))
         self.assertEqual(len(self.names()), 12)
         port = self.emulator.port
@@ -277,14 +267,8 @@ class ProxyTests(EmulatorCase):
 
         proxy = ConnectProxy(reactor, credentials="right:pw")
         await proxy.start()
-        self.addCleanup(lambda: __import__("twisted.internet.defer", fromlist=["x"]).ensureDeferred(proxy.stop()))
-        values = self.emulator.source_config(self.app.client_id, self.secret_file)
-        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
-        config = parse_config(
-            f'[[sources]]\nname = "m365"\ntype = "m365_mail_contacts"\n{lines}\nproxy = "{proxy.url}"\n',
-            os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
-        )
-        options = config.sources[0].options["m365"]
+        self.addCleanup(lambda: ensureDeferred(proxy.stop()))
+        options = self.config(source_extra=f'proxy = "{proxy.url}"\n').sources[0].options["m365"]
         tokens = MsalTokenProvider(options, reactor)
         with self.assertRaises(Exception) as info:
             await tokens.token()
@@ -337,13 +321,7 @@ class GatewayDuringImportTests(EmulatorCase):
 
         self.emulator.seed_contacts(people(300))
         self.emulator.settings.update({"page_size": 20, "latency": 0.01})
-        values = self.emulator.source_config(self.app.client_id, self.secret_file)
-        lines = "\n".join(f'{k} = "{v}"' for k, v in values.items())
-        config = parse_config(
-            f'[ldap]\nlisten = ["tcp:0:interface=127.0.0.1"]\n[admin]\nlisten = ""\n'
-            f'[[sources]]\nname = "m365"\ntype = "m365_mail_contacts"\n{lines}\n',
-            os.path.join(str(self.emulator.state_dir), "dirgw.toml"),
-        )
+        config = self.config(top='[ldap]\nlisten = ["tcp:0:interface=127.0.0.1"]\n[admin]\nlisten = ""\n')
         gateway = make_gateway(config, reactor, clock=self.clock)
         await gateway.start()
         self.addCleanup(gateway.stop)

@@ -16,6 +16,7 @@ from gateway.index import ContactIndex, SourceProfile
 from gateway.ldap.directory import Directory
 from gateway.ldap.search import SearchSettings
 from gateway.ldap.server import LDAPServerFactory
+from gateway.ops.metrics import Metrics  # imported before contacts load: importing is slow with a large heap
 from gateway.sources.json_file import JsonFileSource
 
 __all__ = ["Gateway", "make_gateway", "number_settings", "ListenerService"]
@@ -118,8 +119,6 @@ class Gateway:
             saved_states = self._load_snapshot()
         for source in config.sources:
             self._add_source(source, saved_states.get(source.name))
-        from gateway.ops.metrics import CountingFactory, Metrics
-
         self.metrics = Metrics(index_counts=self.index.count_by_source)
         self.tls = None
         if config.ldap.tls_certificate and config.ldap.tls_key:
@@ -137,11 +136,11 @@ class Gateway:
         self.factory = LDAPServerFactory(self.directory, config.ldap, metrics=self.metrics, tls=self.tls,
                                          policy=self.policy, listener=default, throttle=throttle, clock=self.clock,
                                          reactor=reactor)
-        bindings = [(d, CountingFactory(self.factory, self.metrics)) for d in config.ldap.listen]
+        bindings = [(d, self.factory) for d in config.ldap.listen]
         for item in config.ldap.listeners:
             listener = Listener(name=item.endpoint, anonymous=item.anonymous,
                                 allow_from=parse_networks(list(item.allow_from)) if item.allow_from else None)
-            bindings.append((item.endpoint, CountingFactory(self.factory.for_listener(listener), self.metrics)))
+            bindings.append((item.endpoint, self.factory.for_listener(listener)))
         self.listener = ListenerService(reactor, bindings, tls=self.tls)
         self.listener.setServiceParent(self.service)
         self.admin: ListenerService | None = None
@@ -238,8 +237,7 @@ class Gateway:
         self.directory.anonymous = config.ldap.anonymous
         self.directory.cache_size = config.ldap.answer_cache
         self.policy = access_policy(config, self.clock)
-        for _, wrapper in self.listener.bindings:
-            factory = wrapper.wrappedFactory
+        for _, factory in self.listener.bindings:
             factory.limits = config.ldap
             factory.policy = self.policy
         if self.tls is not None:

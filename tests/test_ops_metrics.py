@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone
 
-from gateway.ops.metrics import CONTENT_TYPE, SEARCH_BUCKETS, CountingFactory, Metrics, request_op
+from gateway.ops.metrics import CONTENT_TYPE, SEARCH_BUCKETS, Metrics, request_op
 
 
 def families(metrics: Metrics) -> dict:
@@ -147,36 +147,3 @@ def test_registry_is_private():
     a.request("bind")
     assert sample(b, "dirgw_ldap_requests_total", op="bind") is None
     assert prometheus_client.REGISTRY.get_sample_value("dirgw_ldap_requests_total", {"op": "bind"}) is None
-
-
-class _Echo(Protocol):
-    def dataReceived(self, data):
-        self.transport.write(data)
-
-
-def test_counting_factory_counts_open_and_accepted_connections():
-    m = Metrics()
-    inner = ServerFactory.forProtocol(_Echo)
-    factory = CountingFactory(inner, m)
-    protocols = []
-    for _ in range(2):
-        p = factory.buildProtocol(None)
-        p.makeConnection(StringTransport())
-        protocols.append(p)
-    assert protocols[0].wrappedProtocol.factory is inner
-    protocols[0].dataReceived(b"hi")
-    assert protocols[0].transport.value() == b"hi"
-    assert m.ldap_summary()["connections"] == 2
-    protocols[0].connectionLost(Failure(ConnectionDone()))
-    assert m.ldap_summary()["connections"] == 1
-    assert m.ldap_summary()["connections_total"] == 2
-
-
-def test_counting_factory_passes_refusals_through():
-    class Refusing(ServerFactory):
-        def buildProtocol(self, addr):
-            return None
-
-    m = Metrics()
-    assert CountingFactory(Refusing(), m).buildProtocol(None) is None
-    assert m.ldap_summary()["connections_total"] == 0

@@ -17,6 +17,7 @@ from ldaptor.protocols.ldap import ldaperrors
 from ldaptor.protocols.ldap.ldapserver import LDAPServer
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.protocol import ServerFactory
+from twisted.internet.tcp import Server
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -64,6 +65,9 @@ class LDAPConnection(LDAPServer):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if self.factory.metrics is not None:
+            self.factory.metrics.connection_opened()
+            self._metered = True
         peer = self.transport.getPeer()
         self.peer_host = getattr(peer, "host", None)
         self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
@@ -92,7 +96,12 @@ class LDAPConnection(LDAPServer):
         self.connected = 0
         self.transport.abortConnection()
 
+    _metered = False
+
     def connectionLost(self, reason=None) -> None:
+        if self._metered:
+            self._metered = False
+            self.factory.metrics.connection_closed()
         if getattr(self, "_counted", False):
             self._counted = False
             self.factory.release(self)
@@ -361,7 +370,7 @@ class LDAPConnection(LDAPServer):
 
     def _write(self, data: bytes) -> None:
         if self.connected and self.transport is not None:
-            self.transport.write(data)
+            write_through(self.transport, data)
 
     # -- access ------------------------------------------------------------
 
@@ -565,6 +574,28 @@ def _sorted_entries(entries: list[ResultEntry], keys) -> list[ResultEntry]:
 
         entries = sorted(entries, key=value, reverse=reverse)
     return entries
+
+
+def write_through(transport, data: bytes) -> None:
+    """Write ``data`` now when the connection's send buffer is empty, else queue it as usual.
+
+    Twisted queues every write and sends it when the reactor next finds the
+    socket writable: two epoll_ctl calls and a reactor turn per answer, about
+    a fifth of a caller-ID lookup's cost.  On a plain TCP connection with
+    nothing queued, the socket takes the answer at once; what it does not take
+    (a full kernel buffer, an error) goes to Twisted's queue, which keeps the
+    order, back-pressure and error handling.  TLS connections always queue.
+    """
+    if (type(transport) is Server and not transport.TLS and not transport.dataBuffer
+            and not transport._tempDataLen and transport.connected and not transport.disconnecting):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:  # EAGAIN, or an error Twisted's own write will report and act on
+            sent = 0
+        if sent >= len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
 
 
 def _is_tls(transport) -> bool:

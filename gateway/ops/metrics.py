@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 __all__ = [
     "CONTENT_TYPE",
@@ -35,7 +34,6 @@ __all__ = [
     "SNAPSHOT_BUCKETS",
     "SEARCH_KINDS",
     "Metrics",
-    "CountingFactory",
     "request_op",
 ]
 
@@ -209,33 +207,3 @@ _OPS = {
 def request_op(request: object) -> str:
     """The ``op`` label for an ldaptor request object (``bind``, ``compare``...; ``other`` if unknown)."""
     return _OPS.get(type(request).__name__, "other")
-
-
-class _CountingProtocol(ProtocolWrapper):
-    def connectionLost(self, reason):  # type: ignore[override]
-        try:
-            return super().connectionLost(reason)
-        finally:
-            self.factory.metrics.connection_closed()
-
-
-class CountingFactory(WrappingFactory):
-    """Wraps a server factory and counts its connections into ``metrics``.
-
-    Attribute access on the wrapped protocol (``self.factory`` is still the wrapped factory,
-    ``transport.startTLS`` still works) is unchanged.
-    """
-
-    protocol = _CountingProtocol
-    noisy = False
-
-    def __init__(self, wrapped: Any, metrics: Metrics) -> None:
-        super().__init__(wrapped)
-        self.metrics = metrics
-
-    def buildProtocol(self, addr):
-        inner = self.wrappedFactory.buildProtocol(addr)
-        if inner is None:  # refused by the wrapped factory
-            return None
-        self.metrics.connection_opened()
-        return self.protocol(self, inner)

@@ -14,7 +14,7 @@ from attrs import evolve
 
 from gateway.index import ContactIndex
 from gateway.ldap.messages import SearchRequest
-from gateway.ldap.search import SearchResult, SearchSettings, run_search
+from gateway.ldap.search import SearchResult, SearchSettings, Shape, run_search
 
 __all__ = ["Directory", "ROOT_DSE_CONTROLS", "PAGED_RESULTS_OID", "SORT_REQUEST_OID", "SORT_RESPONSE_OID"]
 
@@ -51,7 +51,7 @@ class Directory:
         self.extensions: tuple[str, ...] = ("1.3.6.1.4.1.4203.1.11.3",)  # Who am I?
 
     def search(self, request: SearchRequest, visible: Callable[[str], bool] = lambda s: True,
-               visibility: object = None) -> SearchResult:
+               visibility: object = None, shape: Shape | None = None) -> SearchResult:
         """Answer a search; recent answers are remembered until the index changes.
 
         ``visibility`` names what ``visible`` lets through (a frozenset of sources, or
@@ -59,7 +59,7 @@ class Directory:
         """
         index = self.index
         if not self.cache_size:
-            return run_search(index, request, self.settings, visible=visible, now=self.now)
+            return run_search(index, request, self.settings, visible=visible, now=self.now, shape=shape)
         if self._cache_generation != index.generation:
             self._cache.clear()
             self._cache_generation = index.generation
@@ -68,12 +68,12 @@ class Directory:
         try:
             hit = self._cache.get(key)
         except TypeError:  # an unhashable part: do not remember
-            return run_search(index, request, self.settings, visible=visible, now=self.now)
+            return run_search(index, request, self.settings, visible=visible, now=self.now, shape=shape)
         if hit is not None:
             self._cache.move_to_end(key)
             self.cache_hits += 1
             return hit
-        result = run_search(index, request, self.settings, visible=visible, now=self.now)
+        result = run_search(index, request, self.settings, visible=visible, now=self.now, shape=shape)
         if result.result_code in (0, 4, 32):
             self._cache[key] = result
             if len(self._cache) > self.cache_size:

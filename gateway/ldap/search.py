@@ -29,7 +29,7 @@ from gateway.fuzzy import query_variants
 from gateway.ldap.ber import encode_entry_body
 from gateway.text import fold
 
-__all__ = ["SearchSettings", "SearchResult", "ResultEntry", "QueryPhones", "run_search", "ALTERNATIVE"]
+__all__ = ["SearchSettings", "SearchResult", "ResultEntry", "QueryPhones", "Shape", "run_search", "ALTERNATIVE"]
 
 #: Tag of a lower-priority number key (another country's reading of a national number).
 ALTERNATIVE = "alt:"
@@ -277,6 +277,37 @@ def _phone_equalities(f: F.Filter) -> list[str]:
     return out
 
 
+class Shape:
+    """What a search filter is, worked out once per filter (pure: no index, no settings).
+
+    ``kind`` and ``fuzzy`` as ``classify`` and ``_has_fuzzy`` say; ``names`` the (attribute,
+    folded value, is prefix) items when the name index alone answers the filter; ``phones``
+    the (attribute, value) pairs when the filter is one phone equality or an OR of them (a
+    caller-ID lookup), which the number index answers without evaluating the filter.
+    """
+
+    __slots__ = ("kind", "fuzzy", "names", "phones")
+
+    def __init__(self, f: F.Filter) -> None:
+        self.kind = classify(f)
+        self.fuzzy = _has_fuzzy(f)
+        self.names = _name_items(f) if _answered_by_plan(f) else None
+        self.phones = _phone_terms(f)
+
+
+def _phone_terms(f: F.Filter) -> tuple[tuple[str, str], ...] | None:
+    items = f.items if isinstance(f, F.Or) else (f,)
+    terms = []
+    for item in items:
+        if not isinstance(item, F.Equality):
+            return None
+        attr = _attr(item.attr)
+        if attr not in _PHONES:
+            return None
+        terms.append((attr, item.value))
+    return tuple(terms) or None
+
+
 # -- attribute selection ----------------------------------------------------
 
 
@@ -436,10 +467,17 @@ def run_search(
     settings: SearchSettings,
     visible: Callable[[str], bool] = lambda source: True,
     now: Callable[[], float] | None = None,
+    shape: Shape | None = None,
 ) -> SearchResult:
-    """Answer a search request (the root DSE is the server's business)."""
+    """Answer a search request (the root DSE is the server's business).
+
+    ``shape`` is ``Shape(request.filter)`` when the caller keeps it (the server does, per
+    distinct request), else it is worked out here.
+    """
     phones = QueryPhones(index, settings.numbers, settings.fuzzy_threshold)
-    kind = classify(request.filter)
+    if shape is None:
+        shape = Shape(request.filter)
+    kind = shape.kind
     try:
         base = normalize_dn(request.base)
     except ValueError:
@@ -486,9 +524,12 @@ def run_search(
         entries = pre + [_render(e, selection, settings, index, phones, False) for e in ordered]
         return SearchResult(tuple(entries), kind=kind)
 
-    fuzzy = _has_fuzzy(request.filter)
-    matched, code, message = _matching(index, request.filter, phones, visible, limit, deadline, now,
-                                       ordered_scan=not fuzzy and kind != "caller_id")
+    fuzzy = shape.fuzzy
+    if shape.phones is not None:
+        matched, code, message = _phone_matches(index, shape.phones, phones, visible), RESULT_SUCCESS, ""
+    else:
+        matched, code, message = _matching(index, request.filter, phones, visible, limit, deadline, now,
+                                           ordered_scan=not fuzzy and kind != "caller_id", names=shape.names)
     if not matched and kind == "name" and settings.fuzzy_fallback:
         rewritten, changed = fuzzy_rewrite(request.filter, settings.fuzzy_fallback_threshold)
         if changed:
@@ -521,11 +562,48 @@ def _has_fuzzy(f: F.Filter) -> bool:
     return isinstance(f, F.FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES)
 
 
-def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan):
-    """Contacts matching ``f``, in index order; at most limit + 1 when the order is final already."""
-    if ordered_scan and _answered_by_plan(f):
+def _phone_matches(index: ContactIndex, terms: tuple[tuple[str, str], ...], phones: QueryPhones,
+                   visible: Callable[[str], bool]) -> list[IndexedContact]:
+    """Contacts matching an OR of phone equalities, straight from the number index.
+
+    The same test as evaluating the filter (``evaluate._match_phone``): a contact matches
+    (attribute, value) when a number of that attribute has one of the value's keys.
+    """
+    out: dict = {}
+    for attr, value in terms:
+        for k in phones.equality_keys(value):
+            alternative = k.startswith(ALTERNATIVE)
+            if alternative:
+                k = k[len(ALTERNATIVE):]
+                keys = index.with_alternative(k)
+            else:
+                keys = index.with_number(k)
+            for key in keys:
+                if key in out:
+                    continue
+                entry = index.get(key)
+                if entry is None or not visible(entry.contact.source):
+                    continue
+                numbers = entry.numbers.get(attr)
+                if not numbers:
+                    continue
+                if alternative:
+                    hit = any(k in n.alternative_keys() for n in numbers)
+                else:
+                    hit = any(k in n.match_keys() for n in numbers)
+                if hit:
+                    out[key] = entry
+    return list(out.values())
+
+
+def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan, names=None):
+    """Contacts matching ``f``, in index order; at most limit + 1 when the order is final already.
+
+    ``names``: the filter's name items when the name index alone answers it (``Shape.names``).
+    """
+    if ordered_scan and names is not None:
         out = []
-        for entry in index.names_in_order(_name_items(f)):
+        for entry in index.names_in_order(names):
             if visible(entry.contact.source):
                 out.append(entry)
                 if len(out) > limit:
@@ -540,7 +618,7 @@ def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan):
         ordered = index.ordered(candidates)
     out: list[IndexedContact] = []
     checked = 0
-    exact = candidates is not None and _answered_by_plan(f)
+    exact = candidates is not None and names is not None
     for entry in ordered:
         checked += 1
         if deadline is not None and checked % 256 == 0 and now() > deadline:

@@ -33,7 +33,7 @@ from gateway.ldap.evaluate import AttributeView, evaluate
 from gateway.ldap.filter import Equality, to_text
 from gateway.ldap.messages import SCOPE_BASE, Control, SearchRequest
 from gateway.ldap.schema import canonical_attribute, normalize_dn
-from gateway.ldap.search import QueryPhones, ResultEntry, SearchResult
+from gateway.ldap.search import QueryPhones, ResultEntry, SearchResult, Shape
 from gateway.text import fold
 
 __all__ = ["LDAPConnection", "LDAPServerFactory"]
@@ -263,18 +263,26 @@ class LDAPConnection(LDAPServer):
     def _search(self, message) -> None:
         mid = message.message_id
         limits = self.factory.limits
-        try:
-            request = ber.decode_search(
-                message.op, max_depth=limits.max_filter_depth, max_items=limits.max_filter_items,
-                controls=message.controls,
-            )
-        except ber.FilterTooComplex as e:
-            self._write(ber.encode_result(mid, OP_SEARCH_DONE, 11, message=f"filter too complex: {e}"))
-            return
-        except ber.BERError as e:
-            # RFC 4511 4.1.1: wrong encoding structures get a Notice of Disconnection and the end
-            self._protocol_failure(f"malformed search request (message {mid}): {e}")
-            return
+        prepared = self.factory.prepared
+        known = None if message.controls else prepared.get(message.op, limits)
+        if known is not None:
+            request, shape = known
+        else:
+            try:
+                request = ber.decode_search(
+                    message.op, max_depth=limits.max_filter_depth, max_items=limits.max_filter_items,
+                    controls=message.controls,
+                )
+                shape = Shape(request.filter)
+            except ber.FilterTooComplex as e:
+                self._write(ber.encode_result(mid, OP_SEARCH_DONE, 11, message=f"filter too complex: {e}"))
+                return
+            except ber.BERError as e:
+                # RFC 4511 4.1.1: wrong encoding structures get a Notice of Disconnection and the end
+                self._protocol_failure(f"malformed search request (message {mid}): {e}")
+                return
+            if not message.controls:
+                prepared.put(message.op, limits, (request, shape))
         for control in message.controls:
             if control.critical and control.oid not in _UNDERSTOOD_CONTROLS:
                 self._write(
@@ -294,7 +302,7 @@ class LDAPConnection(LDAPServer):
         else:
             policy = self.factory.policy
             visibility = policy.visible_sources(self.user if self.bound else None) if policy is not None else None
-            result = self.directory.search(request, visible=self.visible, visibility=visibility)
+            result = self.directory.search(request, visible=self.visible, visibility=visibility, shape=shape)
             self._send_result(mid, request, result)
             kind = result.kind
         metrics = self.factory.metrics
@@ -634,6 +642,7 @@ class LDAPServerFactory(ServerFactory):
         self._reactor = reactor
         self._bind_slots = DeferredSemaphore(2)  # scrypt: ~60 ms and 16 MiB each
         self.connections = ConnectionCount()
+        self.prepared = PreparedSearches()
 
     def admit(self, connection) -> str | None:
         """None when a new connection may stay; else why it may not."""
@@ -661,7 +670,38 @@ class LDAPServerFactory(ServerFactory):
                                   self.throttle, self.clock, self._reactor)
         other._bind_slots = self._bind_slots
         other.connections = self.connections  # the limits are for the whole server
+        other.prepared = self.prepared
         return other
+
+
+class PreparedSearches:
+    """Decoded search requests with their filter shapes, by the request's bytes.
+
+    Phones send the same few searches again and again (the caller's number, a name
+    prefix); decoding and analysing one again would be pure repetition.  Only what
+    the request bytes fully decide is kept, and it is dropped when the limits that
+    decoding obeyed are replaced (a configuration reload).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._limits = None
+        self._known: dict[bytes, tuple] = {}
+
+    def get(self, op: bytes, limits) -> tuple | None:
+        if limits is not self._limits:
+            self._known.clear()
+            self._limits = limits
+            return None
+        return self._known.get(op)
+
+    def put(self, op: bytes, limits, prepared: tuple) -> None:
+        if limits is not self._limits:
+            self._known.clear()
+            self._limits = limits
+        if len(self._known) >= self.size:
+            self._known.clear()
+        self._known[op] = prepared
 
 
 class ConnectionCount:

@@ -216,13 +216,12 @@ class FuzzyMatcher:
         """Index ``key`` under the words of ``text`` (a name or several); replaces earlier text."""
         if key in self._words_of:
             self.remove(key)
-        texts = [text] if isinstance(text, str) else list(text)
-        found: list[str] = []
+        # a text given twice (a contact's cn and displayName, say) has no words the first has not
+        texts = (text,) if isinstance(text, str) else dict.fromkeys(text)
+        found: dict[str, None] = {}
         for t in texts:
-            for w in words(t):
-                if w not in found:
-                    found.append(w)
-        self._words_of[key] = tuple(found)
+            found.update(dict.fromkeys(words(t)))
+        held: list[str] = []
         for w in found:
             slot = self._slot.get(w)
             if slot is None:
@@ -230,6 +229,8 @@ class FuzzyMatcher:
             owners = self._owners[slot]
             assert owners is not None
             owners.add(key)
+            held.append(self._folded[slot])  # the matcher's copy of the word: one string for all owners
+        self._words_of[key] = tuple(held)
         if found:
             self._cut.clear()
         if self._written >= max(self.COMPACT_MIN, self._packed // 4):

@@ -7,18 +7,22 @@ Numbers are normalized here, once, when a contact is added.
 
 from __future__ import annotations
 
+import gc
 import heapq
+import sys
+from contextlib import contextmanager
 from functools import lru_cache
+from operator import itemgetter
 from typing import Iterable, Iterator
 
 from sortedcontainers import SortedList
 
 from gateway.graph.parse import Change, Remove, Upsert
 from gateway.ldap.schema import NAME_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
-from gateway.model import Contact
+from gateway.model import Contact, Phone
 from gateway.numbers import NumberSettings, StoredNumber, parse_stored, region_hints
 from gateway.fuzzy import FuzzyMatcher, index_variants
-from gateway.text import fold
+from gateway.text import fold, fold_unique
 
 #: Attributes matched under umlaut-transcription variants ("Mueller" finds "Müller").
 VARIANT_ATTRIBUTES = frozenset(("cn", "sn", "givenName", "displayName", "o", "ou", "title"))
@@ -27,6 +31,11 @@ BUCKET = 3
 
 #: Attributes whose words the fuzzy matcher knows.
 FUZZY_ATTRIBUTES = ("cn", "sn", "givenName", "displayName", "o")
+
+#: A batch of at least this many changes is applied with the cyclic garbage collector paused:
+#: a bulk load makes millions of long-lived objects and no garbage, and the collector would
+#: go through all of them again and again (a third of the build time).
+PAUSE_COLLECTOR_AT = 1000
 
 __all__ = ["IndexedContact", "ContactIndex", "SourceProfile", "Prepared"]
 
@@ -57,23 +66,38 @@ class IndexedContact:
         self.rendered: dict | None = None  # search results' cache (gateway.ldap.search)
         values = contact_attribute_values(contact)
         self.values = values
-        self.uid = fold(values["uid"][0])
-        self.sort_key = (-profile.priority, fold(contact.name), contact.source, contact.id)
-        self.folded = {attr: tuple(fold(v) for v in values[attr]) for attr in NAME_ATTRIBUTES if attr in values}
-        self.variants = {
-            attr: tuple(dict.fromkeys(x for v in values[attr] for x in _variants(v)))
-            for attr in VARIANT_ATTRIBUTES
-            if attr in values
-        }
-        numbers: dict[str, list[StoredNumber]] = {}
-        hints = region_hints((p.number for p in contact.phones), profile.numbers) if contact.phones else ()
+        self.uid = _fold_alone(values["uid"][0])
+        folded: dict[str, tuple[str, ...]] = {}
+        variants: dict[str, tuple[str, ...]] = {}
+        for attr in NAME_ATTRIBUTES:
+            texts = values.get(attr)
+            if texts is None:
+                continue
+            if attr not in VARIANT_ATTRIBUTES:
+                folded[attr] = tuple([_fold_alone(v) for v in texts])  # mail addresses: seldom repeated
+            elif len(texts) == 1:
+                folded[attr], variants[attr] = _name_forms(texts[0])
+            else:
+                folded[attr] = tuple([fold(v) for v in texts])
+                variants[attr] = tuple(dict.fromkeys([x for v in texts for x in _variants(v)]))
+        self.folded = folded
+        self.variants = variants
+        # cn is the contact's name, always present
+        self.sort_key = (-profile.priority, folded["cn"][0], contact.source, contact.id)
+        phones = contact.phones
+        if not phones:
+            self.numbers: dict[str, tuple[StoredNumber, ...]] = {}
+            return
+        settings = profile.numbers
+        hints = region_hints([p.number for p in phones], settings)
         if company_hints:
             hints = tuple(dict.fromkeys(hints + company_hints))
-        for phone in contact.phones:
-            numbers.setdefault(phone_attribute_for_kind(phone.kind), []).append(
-                parse_stored(phone.number, profile.numbers, regions=hints)
-            )
-        self.numbers = {attr: tuple(ns) for attr, ns in numbers.items()}
+        # values holds each phone attribute's numbers in the order of the phones; the attributes
+        # are listed in the order they first occur
+        self.numbers = {
+            attr: tuple([parse_stored(raw, settings, regions=hints) for raw in values[attr]])
+            for attr in dict.fromkeys([phone_attribute_for_kind(p.kind) for p in phones])
+        }
 
     @property
     def key(self) -> ContactKey:
@@ -86,6 +110,22 @@ class IndexedContact:
 
 #: Names repeat a lot (surnames, companies): their variants are worked out once.
 _variants = lru_cache(maxsize=200_000)(index_variants)
+
+
+def _fold_alone(text: str) -> str:
+    """``fold(text)`` for a text that seldom repeats (an id, a mail address), bypassing fold's
+    cache; ``text`` itself when it is folded already (most are), so that it is stored once."""
+    folded = fold_unique(text)
+    return text if folded == text else folded
+
+
+@lru_cache(maxsize=200_000)
+def _name_forms(text: str) -> tuple[tuple[str], tuple[str, ...]]:
+    """((fold(text),), index variants of text): the ``folded`` and ``variants`` of a one-valued
+    name attribute, shared by every contact with that name (the first variant is fold(text), so
+    a name with no other variant has one tuple for both)."""
+    variants = _variants(text)
+    return (variants if len(variants) == 1 else variants[:1]), variants
 
 
 def company_key(contact: Contact) -> tuple[str, str] | None:
@@ -111,9 +151,11 @@ class ContactIndex:
         self._by_key: dict[ContactKey, IndexedContact] = {}
         self._sort_of: dict[ContactKey, tuple] = {}  # contact key -> its result-order key
         self._by_uid: dict[str, IndexedContact] = {}
-        self._by_number: dict[str, set[ContactKey]] = {}
-        self._by_head: dict[str, set[ContactKey]] = {}
-        self._by_alternative: dict[str, set[ContactKey]] = {}
+        # number key -> the contact key having it, or a set of them when several do: most numbers
+        # belong to one contact, and a set for each would be most of the index's memory
+        self._by_number: dict[str, ContactKey | set[ContactKey]] = {}
+        self._by_head: dict[str, ContactKey | set[ContactKey]] = {}
+        self._by_alternative: dict[str, ContactKey | set[ContactKey]] = {}
         self._names: dict[str, SortedList] = {attr: SortedList() for attr in NAME_ATTRIBUTES}
         # (value[:BUCKET], sort key, value): within a bucket, contacts in result order, so a name
         # search can stop after the first page instead of collecting every match
@@ -121,13 +163,14 @@ class ContactIndex:
         self._number_forms = SortedList()
         self._sorted: SortedList = SortedList()
         self.generation = 0
-        # numbers of each company's contacts: where a company's numbers written with a country code
+        # phones of each company's contacts: where a company's numbers written with a country code
         # point abroad, its other numbers are read as that country's first ("region hints")
-        self._companies: dict[tuple[str, str], dict[ContactKey, tuple[str, ...]]] = {}
+        self._companies: dict[tuple[str, str], dict[ContactKey, tuple[Phone, ...]]] = {}
         self._company_hints: dict[tuple[str, str], tuple[str, ...]] = {}
         self._dirty_companies: set[tuple[str, str]] = set()
-        # sorted-list entries of contacts inserted by the batch being applied: added in bulk at its end
-        self._pending: dict[ContactKey, list[tuple[SortedList, tuple]]] = {}
+        # contacts inserted by the batch being applied: their sorted-list entries are added in bulk
+        # at its end
+        self._pending: dict[ContactKey, IndexedContact] = {}
 
     # -- changes ---------------------------------------------------------
 
@@ -137,12 +180,13 @@ class ContactIndex:
         self.profiles[profile.name] = profile
         if old is not None and (old.priority, old.numbers) != (profile.priority, profile.numbers):
             contacts = [e.contact for e in self._by_key.values() if e.contact.source == profile.name]
-            for contact in contacts:
-                self._remove(contact.key)
-                self._add(contact)
-            self._settle_companies()
-            self._flush()
-            self.generation += 1
+            with _collector_paused(len(contacts) >= PAUSE_COLLECTOR_AT):
+                for contact in contacts:
+                    self._remove(contact.key)
+                    self._add(contact)
+                self._settle_companies()
+                self._flush()
+                self.generation += 1
 
     def prepare(self, contact: Contact) -> Prepared:
         """Do the expensive part of an upsert now (may run in slices before ``apply``)."""
@@ -160,32 +204,101 @@ class ContactIndex:
 
     def apply(self, changes: Iterable[Change | Prepared]) -> tuple[int, int]:
         """Apply a batch of changes in one go; returns (upserted, removed). Idempotent."""
-        upserted = removed = 0
-        for change in changes:
-            if isinstance(change, Prepared):
-                entry = change.entry
-                current = self._by_key.get(entry.key)
-                if current is not None and current.contact == entry.contact:
-                    continue
-                self._remove(entry.key)
-                self._insert(entry)
-                upserted += 1
-            elif isinstance(change, Upsert):
-                if self.unchanged(change.contact):
-                    continue
-                self._remove(change.contact.key)
-                self._add(change.contact)
-                upserted += 1
-            elif isinstance(change, Remove):
-                if self._remove((change.source, change.id)):
-                    removed += 1
-        self._settle_companies()
-        self._flush()
-        self.generation += 1
+        changes = list(changes)
+        with _collector_paused(len(changes) >= PAUSE_COLLECTOR_AT):
+            hints_before = self._plan_company_hints(changes)
+            read_with_planned_hints: dict[ContactKey, IndexedContact] = {}
+            upserted = removed = 0
+            for change in changes:
+                if isinstance(change, Prepared):
+                    entry = change.entry
+                    current = self._by_key.get(entry.key)
+                    if current is not None and current.contact == entry.contact:
+                        continue
+                    self._remove(entry.key)
+                    self._insert(entry)
+                    upserted += 1
+                elif isinstance(change, Upsert):
+                    if self.unchanged(change.contact):
+                        continue
+                    self._remove(change.contact.key)
+                    entry = self._entry(change.contact)
+                    self._insert(entry)
+                    read_with_planned_hints[entry.key] = entry
+                    upserted += 1
+                elif isinstance(change, Remove):
+                    if self._remove((change.source, change.id)):
+                        removed += 1
+            self._settle_companies(hints_before, read_with_planned_hints)
+            self._flush()
+            self.generation += 1
         return upserted, removed
 
-    def _settle_companies(self) -> None:
-        """Re-read the numbers of contacts whose company's region hints changed with this batch."""
+    def _plan_company_hints(self, changes: list[Change | Prepared]) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Work out and store, before the batch is applied, the region hints of every company it
+        touches as they will be after it; returns those companies' hints before the batch.
+
+        So each contact of the batch is read once, with its company's final hints, rather than
+        with the old ones and again when the batch has changed them (as ``_settle_companies``
+        does for the other changes).  Walks the batch as ``apply`` will, keeping only the
+        companies' members (in their order, which decides ties between regions), so that the
+        hints are exactly those ``_settle_companies`` would find.
+        """
+        contact_now: dict[ContactKey, Contact | None] = {}  # contacts the batch has changed so far
+        members_of: dict[tuple[str, str], dict[ContactKey, tuple[Phone, ...]]] = {}
+
+        def members(ckey: tuple[str, str]) -> dict[ContactKey, tuple[Phone, ...]]:
+            planned = members_of.get(ckey)
+            if planned is None:
+                planned = members_of[ckey] = dict(self._companies.get(ckey, {}))
+            return planned
+
+        by_key = self._by_key
+        for change in changes:
+            if isinstance(change, (Prepared, Upsert)):
+                contact: Contact | None = change.entry.contact if isinstance(change, Prepared) else change.contact
+                key = contact.key
+            elif isinstance(change, Remove):
+                contact, key = None, (change.source, change.id)
+            else:
+                continue
+            if key in contact_now:
+                before = contact_now[key]
+            else:
+                entry = by_key.get(key)
+                before = entry.contact if entry is not None else None
+            if before is None and contact is None:
+                continue  # removing what is not there
+            if contact is not None and before == contact:
+                continue  # apply skips an unchanged contact
+            if before is not None and before.company:
+                members(company_key(before)).pop(key, None)
+            if contact is not None and contact.company:
+                members(company_key(contact))[key] = contact.phones
+            contact_now[key] = contact
+        hints_before: dict[tuple[str, str], tuple[str, ...]] = {}
+        for ckey, planned in members_of.items():
+            old = hints_before[ckey] = self._company_hints.get(ckey, ())
+            if not planned:
+                continue  # no members left: _settle_companies forgets the company
+            hints = _hints_of(planned, self._profile(ckey[0]))
+            if hints != old:
+                self._company_hints[ckey] = hints
+        return hints_before
+
+    def _settle_companies(
+        self,
+        hints_before: dict[tuple[str, str], tuple[str, ...]] | None = None,
+        read_with_planned_hints: dict[ContactKey, IndexedContact] | None = None,
+    ) -> None:
+        """Re-read the numbers of contacts whose company's region hints changed with this batch.
+
+        ``hints_before``: the hints before the batch of the companies whose hints
+        ``_plan_company_hints`` has already stored; ``read_with_planned_hints``: the batch's
+        contacts that were read with them.
+        """
+        hints_before = hints_before or {}
+        read_with_planned_hints = read_with_planned_hints or {}
         dirty, self._dirty_companies = self._dirty_companies, set()
         for ckey in dirty:
             members = self._companies.get(ckey)
@@ -193,15 +306,28 @@ class ContactIndex:
                 self._company_hints.pop(ckey, None)
                 continue
             profile = self._profile(ckey[0])
-            hints = region_hints((raw for raws in members.values() for raw in raws), profile.numbers)
-            if hints == self._company_hints.get(ckey, ()):
+            if ckey in hints_before:
+                hints, old = self._company_hints.get(ckey, ()), hints_before[ckey]
+            else:
+                hints = _hints_of(members, profile)
+                old = self._company_hints.get(ckey, ())
+            if hints == old:
                 continue
             self._company_hints[ckey] = hints
             for key in list(members):
                 entry = self._by_key.get(key)
-                if entry is not None and entry.company_hints != hints:
+                if entry is None:
+                    continue
+                if entry.company_hints != hints:
                     self._remove(key)
                     self._insert(IndexedContact(entry.contact, profile, hints))
+                elif read_with_planned_hints.get(key) is entry:
+                    # Read with the new hints already; moved behind its colleagues as re-reading
+                    # it would have moved it (read with the old hints, then again), so that the
+                    # order of a company's members (ties between regions) and of the contacts
+                    # stays what it always was.
+                    members[key] = members.pop(key)
+                    self._by_key[key] = self._by_key.pop(key)
         self._dirty_companies.clear()
 
     def replace_source(self, source: str, contacts: Iterable[Contact]) -> tuple[int, int]:
@@ -233,51 +359,68 @@ class ContactIndex:
 
     def _insert(self, entry: IndexedContact) -> None:
         key = entry.key
-        ckey = company_key(entry.contact)
+        contact = entry.contact
+        ckey = company_key(contact)
         if ckey is not None:
-            self._companies.setdefault(ckey, {})[key] = tuple(p.number for p in entry.contact.phones)
+            self._companies.setdefault(ckey, {})[key] = contact.phones
             self._dirty_companies.add(ckey)
         self._by_key[key] = entry
         self._by_uid[entry.uid] = entry
         self._sort_of[key] = entry.sort_key
-        pending = self._pending.setdefault(key, [])
-        pending.append((self._sorted, entry.sort_key))
-        for attr, folded in entry.folded.items():
-            names = self._names[attr]
-            variants = set(entry.variants.get(attr, folded))
-            for value in variants:
-                pending.append((names, (value, key)))
-            buckets = self._buckets.get(attr)
-            if buckets is not None:
-                for value in variants:
-                    pending.append((buckets, (value[:BUCKET], entry.sort_key, value)))
+        self._pending[key] = entry
         self.fuzzy.add(key, [v for attr in FUZZY_ATTRIBUTES for v in entry.values.get(attr, ())])
-        forms: set[str] = set()
+        by_number, by_alternative = self._by_number, self._by_alternative
         for number in entry.all_numbers():
             for k in number.match_keys():
-                self._by_number.setdefault(k, set()).add(key)
+                _add_key(by_number, k, key)
             for k in number.alternative_keys():
-                self._by_alternative.setdefault(k, set()).add(key)
-            if number.head and (number.is_head or entry.contact.is_company_record):
-                self._by_head.setdefault(number.head, set()).add(key)
-            forms.update(number.search_forms())
-        for form in forms:
-            pending.append((self._number_forms, (form, key)))
+                _add_key(by_alternative, k, key)
+            if number.head and (number.is_head or contact.is_company_record):
+                _add_key(self._by_head, number.head, key)
 
     def _flush(self) -> None:
-        """Add the batch's sorted-list entries: one sort for a bulk load, single adds for a few."""
+        """Add the batch's sorted-list entries: one sort for a bulk load, single adds for a few.
+
+        The entries are handed over sorted, so that the sorted lists' own sort only checks them.
+        Sorting them here is cheaper: the contacts are put in result order and in key order once,
+        and each list's entries are then sorted, stably, by their first item alone (full tuples
+        compare slowly where first items tie, as names often do).
+        """
         if not self._pending:
             return
-        by_list: dict[int, tuple[SortedList, list]] = {}
-        for items in self._pending.values():
-            for target, item in items:
-                slot = by_list.get(id(target))
-                if slot is None:
-                    slot = by_list[id(target)] = (target, [])
-                slot[1].append(item)
-        self._pending = {}
-        for target, items in by_list.values():
-            target.update(items)
+        pending, self._pending = self._pending, {}
+        first_item = itemgetter(0)
+        in_result_order = sorted(pending.values(), key=_sort_key)
+        self._sorted.update([entry.sort_key for entry in in_result_order])
+        # (bucket, sort key, value): from contacts in result order with their values in order
+        buckets: dict[str, list[tuple]] = {attr: [] for attr in self._buckets}
+        for entry in in_result_order:
+            sort_key = entry.sort_key
+            for attr, values in _indexed_names(entry):
+                items = buckets.get(attr)
+                if items is not None:
+                    if len(values) > 1:
+                        values = sorted(values)
+                    items.extend([(_bucket_of(value), sort_key, value) for value in values])
+        for attr, items in buckets.items():
+            if items:
+                items.sort(key=first_item)
+                self._buckets[attr].update(items)
+        # (value, contact key) and (search form, contact key): from contacts in key order
+        names: dict[str, list[tuple]] = {attr: [] for attr in self._names}
+        forms: list[tuple] = []
+        for key in sorted(pending):
+            entry = pending[key]
+            for attr, values in _indexed_names(entry):
+                names[attr].extend([(value, key) for value in values])
+            forms.extend([(form, key) for form in _search_forms(entry)])
+        for attr, items in names.items():
+            if items:
+                items.sort(key=first_item)
+                self._names[attr].update(items)
+        if forms:
+            forms.sort(key=first_item)
+            self._number_forms.update(forms)
 
     def _remove(self, key: ContactKey) -> bool:
         entry = self._by_key.pop(key, None)
@@ -296,17 +439,17 @@ class ContactIndex:
         self._sort_of.pop(key, None)
         if not unsorted:
             self._sorted.discard(entry.sort_key)
-            for attr, folded in entry.folded.items():
+            for attr, values in _indexed_names(entry):
                 names = self._names[attr]
-                variants = set(entry.variants.get(attr, folded))
-                for value in variants:
+                for value in values:
                     names.discard((value, key))
                 buckets = self._buckets.get(attr)
                 if buckets is not None:
-                    for value in variants:
-                        buckets.discard((value[:BUCKET], entry.sort_key, value))
+                    for value in values:
+                        buckets.discard((_bucket_of(value), entry.sort_key, value))
+            for form in _search_forms(entry):
+                self._number_forms.discard((form, key))
         self.fuzzy.remove(key)
-        forms: set[str] = set()
         for number in entry.all_numbers():
             for k in number.match_keys():
                 _discard(self._by_number, k, key)
@@ -314,10 +457,6 @@ class ContactIndex:
                 _discard(self._by_alternative, k, key)
             if number.head and (number.is_head or entry.contact.is_company_record):
                 _discard(self._by_head, number.head, key)
-            forms.update(number.search_forms())
-        if not unsorted:
-            for form in forms:
-                self._number_forms.discard((form, key))
         return True
 
     # -- lookups ---------------------------------------------------------
@@ -356,19 +495,19 @@ class ContactIndex:
 
     def with_number(self, number_key: str) -> set[ContactKey]:
         """Contacts having a number whose match key is ``number_key``."""
-        return self._by_number.get(number_key, set())
+        return _keys_of(self._by_number.get(number_key))
 
     def has_alternative(self, number_key: str) -> bool:
         return number_key in self._by_alternative
 
     def with_alternative(self, number_key: str) -> set[ContactKey]:
         """Contacts with a lower-priority reading (another country's national format) of ``number_key``."""
-        return self._by_alternative.get(number_key, set())
+        return _keys_of(self._by_alternative.get(number_key))
 
     def with_head(self, head: str) -> set[ContactKey]:
         """Contacts that stand for the company of head number ``head``: its switchboard number's
         contacts and company records (no personal name) with a number under that head."""
-        return self._by_head.get(head, set())
+        return _keys_of(self._by_head.get(head))
 
     def name_prefix(self, attr: str, folded_prefix: str) -> set[ContactKey]:
         """Contacts whose folded ``attr`` starts with ``folded_prefix``."""
@@ -474,9 +613,81 @@ def _sort_key(entry: IndexedContact) -> tuple:
     return entry.sort_key
 
 
-def _discard(mapping: dict[str, set[ContactKey]], k: str, key: ContactKey) -> None:
-    keys = mapping.get(k)
-    if keys is not None:
-        keys.discard(key)
-        if not keys:
+def _keys_of(held: ContactKey | set[ContactKey] | None) -> set[ContactKey]:
+    """The contact keys a number-keyed mapping holds for one number (see ``_add_key``)."""
+    if held is None:
+        return set()
+    if type(held) is set:
+        return held
+    return {held}
+
+
+def _add_key(mapping: dict[str, ContactKey | set[ContactKey]], k: str, key: ContactKey) -> None:
+    """Note that contact ``key`` has number key ``k``: the contact key alone, a set once there
+    are several."""
+    held = mapping.get(k)
+    if held is None:
+        mapping[k] = key
+    elif type(held) is set:
+        held.add(key)
+    elif held != key:
+        mapping[k] = {held, key}
+
+
+def _discard(mapping: dict[str, ContactKey | set[ContactKey]], k: str, key: ContactKey) -> None:
+    held = mapping.get(k)
+    if held is None:
+        return
+    if type(held) is set:
+        held.discard(key)
+        if len(held) == 1:
+            mapping[k] = next(iter(held))
+        elif not held:
             del mapping[k]
+    elif held == key:
+        del mapping[k]
+
+
+def _indexed_names(entry: IndexedContact) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(attribute, the distinct values it is indexed under) of each name attribute of a contact:
+    the variants where the attribute has them, else the folded values."""
+    variants = entry.variants
+    for attr, folded in entry.folded.items():
+        values = variants.get(attr)
+        if values is None:
+            values = folded if len(folded) == 1 else tuple(dict.fromkeys(folded))
+        yield attr, values
+
+
+def _search_forms(entry: IndexedContact) -> Iterable[str]:
+    """The distinct search forms of a contact's numbers."""
+    numbers = entry.numbers
+    if not numbers:
+        return ()
+    forms: dict[str, None] = {}
+    for number in entry.all_numbers():
+        forms.update(dict.fromkeys(number.search_forms()))
+    return forms
+
+
+def _bucket_of(value: str) -> str:
+    """The bucket of a name value: its prefix, one string object for all values that share it."""
+    return sys.intern(value[:BUCKET])
+
+
+def _hints_of(members: dict[ContactKey, tuple[Phone, ...]], profile: SourceProfile) -> tuple[str, ...]:
+    """The region hints of a company, from its members' phones (in member order: ties)."""
+    return region_hints([phone.number for phones in members.values() for phone in phones], profile.numbers)
+
+
+@contextmanager
+def _collector_paused(pause: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block if ``pause`` (and it is running)."""
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -168,20 +168,32 @@ class Gateway:
         if snapshot is None:
             return states
         configured = {s.name: s for s in config.sources}
-        for name, saved in snapshot.sources.items():
-            source = configured.get(name)
-            if source is None:
-                log.info("snapshot: source {source} is no longer configured; its contacts are dropped", source=name)
-                continue
-            if source.type != "m365_mail_contacts":
-                continue  # a file source reads its file
-            state = SyncState.from_dict(saved.sync)
-            if state.identity is not None and tuple(state.identity) != source.options["m365"].identity():
-                log.info("snapshot: source {source} now reads another tenant or app; it imports afresh",
-                         source=name)
-                continue
-            self.index.replace_source(name, saved.contacts)
-            states[name] = state
+        import gc
+
+        collecting = gc.isenabled()
+        gc.disable()  # a million long-lived objects and no garbage: collections would only cost time
+        try:
+            for name, saved in snapshot.sources.items():
+                source = configured.get(name)
+                if source is None:
+                    log.info("snapshot: source {source} is no longer configured; its contacts are dropped",
+                             source=name)
+                    continue
+                if source.type != "m365_mail_contacts":
+                    continue  # a file source reads its file
+                state = SyncState.from_dict(saved.sync)
+                if state.identity is not None and tuple(state.identity) != source.options["m365"].identity():
+                    log.info("snapshot: source {source} now reads another tenant or app; it imports afresh",
+                             source=name)
+                    continue
+                self.index.replace_source(name, saved.contacts)
+                states[name] = state
+            # The loaded index stays: out of the collector's scans from now on (as after start()),
+            # rather than gone through once more by the first collections after the load.
+            gc.freeze()
+        finally:
+            if collecting:
+                gc.enable()
         return states
 
     def _snapshot_sources(self) -> dict[str, Any]:

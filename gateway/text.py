@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["fold"]
+__all__ = ["fold", "fold_unique"]
 
 # Letters that Unicode does not decompose into a base letter plus a mark.
 _SPECIAL = str.maketrans(
@@ -34,6 +34,12 @@ _SPECIAL = str.maketrans(
 @lru_cache(maxsize=65536)
 def fold(text: str) -> str:
     """Case-fold, drop diacritics and squeeze spaces: "Müller " -> "muller"."""
+    return fold_unique(text)
+
+
+def fold_unique(text: str) -> str:
+    """:func:`fold` without its cache, for texts that seldom repeat (ids, mail addresses):
+    remembering them would only push names, which do repeat, out of the cache."""
     text = text.translate(_SPECIAL)
     if not text.isascii():
         text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))

@@ -211,6 +211,17 @@ def normalize_dn(dn: str) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
+#: The ``objectCategory`` values of every contact (one tuple, shared by all entries).
+_OBJECT_CATEGORY_VALUES = (OBJECT_CATEGORY,)
+
+
+@lru_cache(maxsize=65536)
+def _one_value(value: str) -> tuple[str]:
+    """``(value,)``, one tuple for all contacts of that value: surnames, given names, companies,
+    departments and titles repeat (the index keeps each contact's values)."""
+    return (value,)
+
+
 def _phones_by_attribute(contact: Contact) -> dict[str, list[str]]:
     numbers: dict[str, list[str]] = {}
     for phone in contact.phones:
@@ -222,25 +233,34 @@ def contact_attribute_values(contact: Contact) -> dict[str, tuple[str, ...]]:
     """Every attribute of a contact's entry with its stored values.
 
     Phone values are the numbers as stored; the search layer may rewrite
-    them into the configured output format.
+    them into the configured output format.  Equal values of different
+    attributes may be one tuple (the index keeps one of these per contact).
     """
-    values: dict[str, tuple[str, ...]] = {"objectClass": OBJECT_CLASSES, "objectCategory": (OBJECT_CATEGORY,)}
-    values["uid"] = (contact_rdn_value(contact),)
     name = contact.name
-    values["cn"] = (name,)
-    values["sn"] = (contact.surname or name,)
+    cn = (name,)
+    values: dict[str, tuple[str, ...]] = {
+        "objectClass": OBJECT_CLASSES,
+        "objectCategory": _OBJECT_CATEGORY_VALUES,
+        "uid": (contact_rdn_value(contact),),
+        "cn": cn,
+        "sn": _one_value(contact.surname) if contact.surname else cn,
+    }
+    if contact.given_name:
+        values["givenName"] = _one_value(contact.given_name)
+    if name:  # the display name, else the name (which is the display name when there is one)
+        values["displayName"] = cn
     for attr, value in (
-        ("givenName", contact.given_name),
-        ("displayName", contact.display_name or name),
         ("o", contact.company),
         ("ou", contact.department),
         ("title", contact.job_title),
-        ("mail", contact.mail),
     ):
         if value:
-            values[attr] = (value,)
-    for attr, numbers in _phones_by_attribute(contact).items():
-        values[attr] = tuple(numbers)
+            values[attr] = _one_value(value)
+    if contact.mail:
+        values["mail"] = (contact.mail,)  # one per contact: not worth remembering
+    if contact.phones:
+        for attr, numbers in _phones_by_attribute(contact).items():
+            values[attr] = tuple(numbers)
     return values
 
 

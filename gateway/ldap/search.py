@@ -182,7 +182,7 @@ def plan(f: F.Filter, index: ContactIndex, phones: QueryPhones) -> set | None:
                 return None
             out |= p
         return out
-    if isinstance(f, F.FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES):
+    if _is_fuzzy(f):
         value = f.value
         prefix = getattr(f, "prefix", False)
         threshold = getattr(f, "threshold", None) or phones.fuzzy_threshold
@@ -286,13 +286,23 @@ class Shape:
     caller-ID lookup), which the number index answers without evaluating the filter.
     """
 
-    __slots__ = ("kind", "fuzzy", "names", "phones")
+    __slots__ = ("kind", "fuzzy", "names", "phones", "_base")
 
     def __init__(self, f: F.Filter) -> None:
         self.kind = classify(f)
         self.fuzzy = _has_fuzzy(f)
         self.names = _name_items(f) if _answered_by_plan(f) else None
         self.phones = _phone_terms(f)
+        self._base: dict[SearchSettings, bool] = {}
+
+    def matches_base(self, f: F.Filter, settings: SearchSettings, phones: QueryPhones) -> bool:
+        """Does the base DN's own entry match ``f``?  Remembered: that entry has no phone numbers
+        and no contact data, so the answer depends on the filter and the settings alone."""
+        hit = self._base.get(settings)
+        if hit is None:
+            view = base_entry(settings)
+            hit = self._base[settings] = evaluate(f, AttributeView(view.attributes), phones) is True
+        return hit
 
 
 def _phone_terms(f: F.Filter) -> tuple[tuple[str, str], ...] | None:
@@ -500,14 +510,12 @@ def run_search(
     if base == () or base == base_dn:
         if base == base_dn:
             if request.scope == SCOPE_BASE:
-                view = base_entry(settings)
-                if evaluate(request.filter, AttributeView(view.attributes), phones) is True:
-                    return SearchResult((_select_plain(view, selection),), kind=kind)
+                if shape.matches_base(request.filter, settings, phones):
+                    return SearchResult((_select_plain(base_entry(settings), selection),), kind=kind)
                 return SearchResult((), kind=kind)
             if request.scope != SCOPE_ONE:
-                view = base_entry(settings)
-                if evaluate(request.filter, AttributeView(view.attributes), phones) is True:
-                    pre.append(_select_plain(view, selection))
+                if shape.matches_base(request.filter, settings, phones):
+                    pre.append(_select_plain(base_entry(settings), selection))
     elif len(base) == len(base_dn) + 1 and base[1:] == base_dn and base[0][0] == "uid":
         single = index.by_uid(base[0][1])
         if single is None or not visible(single.contact.source):
@@ -559,7 +567,17 @@ def _has_fuzzy(f: F.Filter) -> bool:
         return any(_has_fuzzy(i) for i in f.items)
     if isinstance(f, F.Not):
         return _has_fuzzy(f.item)
-    return isinstance(f, F.FuzzyName) or (isinstance(f, F.Approx) and _attr(f.attr) in _NAMES)
+    return _is_fuzzy(f)
+
+
+def _is_fuzzy(f: F.Filter) -> bool:
+    """An approximate name match; ``mail~=`` is compared exactly, as evaluation does."""
+    if isinstance(f, F.FuzzyName):
+        return True
+    if isinstance(f, F.Approx):
+        attr = _attr(f.attr)
+        return attr in _NAMES and attr != "mail"
+    return False
 
 
 def _phone_matches(index: ContactIndex, terms: tuple[tuple[str, str], ...], phones: QueryPhones,

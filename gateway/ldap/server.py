@@ -683,7 +683,7 @@ class PreparedSearches:
     decoding obeyed are replaced (a configuration reload).
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 16384) -> None:
         self.size = size
         self._limits = None
         self._known: dict[bytes, tuple] = {}

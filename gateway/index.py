@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+from bisect import bisect_left
 import sys
 from contextlib import contextmanager
 from functools import lru_cache
@@ -160,6 +161,9 @@ class ContactIndex:
         # (value[:BUCKET], sort key, value): within a bucket, contacts in result order, so a name
         # search can stop after the first page instead of collecting every match
         self._buckets: dict[str, SortedList] = {attr: SortedList() for attr in VARIANT_ATTRIBUTES}
+        # (attribute, bucket) -> the bucket's values as one string, built when first searched and
+        # dropped when the bucket changes: prefix matching in C instead of a Python step per value
+        self._texts: dict[tuple[str, str], _BucketText] = {}
         self._number_forms = SortedList()
         self._sorted: SortedList = SortedList()
         self.generation = 0
@@ -406,6 +410,9 @@ class ContactIndex:
             if items:
                 items.sort(key=first_item)
                 self._buckets[attr].update(items)
+                if self._texts:
+                    for bucket in {item[0] for item in items}:
+                        self._texts.pop((attr, bucket), None)
         # (value, contact key) and (search form, contact key): from contacts in key order
         names: dict[str, list[tuple]] = {attr: [] for attr in self._names}
         forms: list[tuple] = []
@@ -446,7 +453,9 @@ class ContactIndex:
                 buckets = self._buckets.get(attr)
                 if buckets is not None:
                     for value in values:
-                        buckets.discard((_bucket_of(value), entry.sort_key, value))
+                        bucket = _bucket_of(value)
+                        buckets.discard((bucket, entry.sort_key, value))
+                        self._texts.pop((attr, bucket), None)
             for form in _search_forms(entry):
                 self._number_forms.discard((form, key))
         self.fuzzy.remove(key)
@@ -527,20 +536,25 @@ class ContactIndex:
 
         Only for attributes in VARIANT_ATTRIBUTES.  Each bucket holds its contacts in result
         order, so merging the buckets a query touches yields matches best first; a search
-        that needs 50 stops after 50 however many contacts match.
+        that needs 50 stops after 50 however many contacts match.  A prefix as long as the
+        bucket's takes the whole bucket; a longer one is found in the bucket's text.
         """
         streams = []
         for attr, wanted, prefix in items:
             entries = self._buckets[attr]
-            if len(wanted) >= BUCKET or not prefix:
+            if not prefix:
                 streams.append(_bucket_stream(entries, wanted[:BUCKET], wanted, prefix))
-                continue
-            position = entries.bisect_left((wanted,))
-            end = entries.bisect_left((wanted + "\U0010ffff",))
-            while position < end:
-                bucket = entries[position][0]
-                streams.append(_bucket_stream(entries, bucket, wanted, True))
-                position = entries.bisect_left((bucket, _AFTER_ALL))
+            elif len(wanted) == BUCKET:
+                streams.append(iter(self._bucket_text(attr, wanted).sort_keys))
+            elif len(wanted) > BUCKET:
+                streams.append(_text_stream(self._bucket_text(attr, wanted[:BUCKET]), wanted))
+            else:  # a short prefix: every bucket that starts with it, whole
+                position = entries.bisect_left((wanted,))
+                end = entries.bisect_left((wanted + "\U0010ffff",))
+                while position < end:
+                    bucket = entries[position][0]
+                    streams.append(iter(self._bucket_text(attr, bucket).sort_keys))
+                    position = entries.bisect_left((bucket, _AFTER_ALL))
         by_key = self._by_key
         last = None
         for sort_key in heapq.merge(*streams):
@@ -550,6 +564,15 @@ class ContactIndex:
             entry = by_key.get((sort_key[2], sort_key[3]))
             if entry is not None:
                 yield entry
+
+    def _bucket_text(self, attr: str, bucket: str) -> _BucketText:
+        text = self._texts.get((attr, bucket))
+        if text is None:
+            entries = self._buckets[attr]
+            start = entries.bisect_left((bucket,))
+            stop = entries.bisect_left((bucket, _AFTER_ALL))
+            text = self._texts[(attr, bucket)] = _BucketText(entries[start:stop])
+        return text
 
     def number_prefix(self, prefix: str) -> set[ContactKey]:
         """Contacts with a number search form starting with ``prefix``."""
@@ -584,6 +607,38 @@ class ContactIndex:
 
 #: Compares greater than every sort key (their first item is an int).
 _AFTER_ALL = (float("inf"),)
+
+
+class _BucketText:
+    """One bucket's values joined into one string (NUL before each), with their sort keys."""
+
+    __slots__ = ("text", "starts", "sort_keys")
+
+    def __init__(self, chunk: list[tuple]) -> None:
+        self.sort_keys = [sort_key for _, sort_key, _ in chunk]
+        values = [value for _, _, value in chunk]
+        starts = []
+        position = 1
+        for value in values:
+            starts.append(position)
+            position += len(value) + 1
+        self.starts = starts
+        self.text = "\x00" + "\x00".join(values) + "\x00"
+
+
+def _text_stream(bucket: _BucketText, wanted: str) -> Iterator[tuple]:
+    """Sort keys of a bucket's entries whose value starts with ``wanted``, in bucket order."""
+    needle = "\x00" + wanted
+    find = bucket.text.find
+    starts = bucket.starts
+    keys = bucket.sort_keys
+    n = len(starts)
+    at = find(needle)
+    while at >= 0:
+        i = bisect_left(starts, at + 1)
+        if i < n and starts[i] == at + 1:  # a value's start, not a NUL inside a value
+            yield keys[i]
+        at = find(needle, at + 1)
 
 
 def _bucket_stream(entries: SortedList, bucket: str, wanted: str, prefix: bool) -> Iterator[tuple]:

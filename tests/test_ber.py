@@ -391,6 +391,19 @@ def test_entry_encoding_is_byte_identical_to_ldaptor(message_id, dn, attributes,
     ]
 
 
+@SETTINGS
+@given(message_id=st.integers(0, ber.MAX_INT), entries=st.lists(st.tuples(TEXT, ENTRY), max_size=5),
+       code=st.sampled_from([0, 3, 4, 32, 200]), matched=TEXT, message=TEXT, long_entry=st.booleans())
+def test_search_answer_in_one_go_is_byte_identical(message_id, entries, code, matched, message, long_entry):
+    """The server's one-go answer equals entry messages from ``wrap_message`` and ``encode_result``'s done."""
+    if long_entry:
+        entries = entries + [("uid=x", [("jpegPhoto", ["x" * 300, "é" * 70000])])]
+    ops = [ber.encode_entry_body(dn, attributes) for dn, attributes in entries]
+    expected = b"".join([ber.wrap_message(message_id, op) for op in ops]
+                        + [ber.encode_result(message_id, 0x65, code, matched_dn=matched, message=message)])
+    assert ber.encode_search_answer(message_id, ops, ber.search_done_op(code, matched, message)) == expected
+
+
 def test_types_only_entry_has_empty_value_sets():
     attributes = [("cn", ["Jürgen"]), ("mobile", ["+49 171 1"])]
     ours = ber.encode_search_entry(4, "uid=1,dc=x", attributes, types_only=True)

@@ -57,6 +57,18 @@ def test_search_latency_by_kind_with_sub_millisecond_buckets():
     assert SEARCH_BUCKETS[0] == 0.0001 and SEARCH_BUCKETS[-1] == 1.0
 
 
+def test_search_latency_on_a_bucket_bound_and_its_sum():
+    """A search of exactly a bound's duration is in that bucket (le = less than or equal)."""
+    m = Metrics()
+    m.search_done("name", 0.0005)
+    m.search_done("name", 0.00050001)
+    m.search_done("name", -1.0)  # a clock step backwards counts as 0
+    assert sample(m, "dirgw_ldap_search_seconds_bucket", kind="name", le="0.0001") == 1
+    assert sample(m, "dirgw_ldap_search_seconds_bucket", kind="name", le="0.0005") == 2
+    assert sample(m, "dirgw_ldap_search_seconds_bucket", kind="name", le="0.001") == 3
+    assert abs(sample(m, "dirgw_ldap_search_seconds_sum", kind="name") - 0.00100001) < 1e-12
+
+
 def test_kinds_are_present_before_the_first_search():
     m = Metrics()
     for kind in ("caller_id", "name", "other"):

@@ -31,6 +31,7 @@ general path are byte-identical; ``tests/test_ber.py`` checks this.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 from attrs import frozen
@@ -896,6 +897,13 @@ def encode_result(
     Disconnection is ``encode_result(0, 0x78, 2, message=...,
     response_name=OID_NOTICE_OF_DISCONNECTION)``.
     """
+    op = _result_op(op_tag, result_code, matched_dn, message, extra, response_name, response_value)
+    return wrap_message(message_id, op, encode_controls(controls) if controls else b"")
+
+
+def _result_op(op_tag: int, result_code: int, matched_dn: str = "", message: str = "", extra: bytes = b"",
+               response_name: str | None = None, response_value: bytes | None = None) -> bytes:
+    """The op of ``encode_result``: an LDAPResult-based response without the LDAPMessage around it."""
     if not 0 <= op_tag <= 0xFF or op_tag & 0xE0 != 0x60:
         raise ValueError(f"not a constructed APPLICATION tag: {op_tag!r}")
     content = (
@@ -908,8 +916,29 @@ def encode_result(
         content += _octets(b"\x8a", _utf8(response_name))
     if response_value is not None:
         content += _octets(b"\x8b", bytes(response_value))
-    op = bytes((op_tag,)) + _len(len(content)) + content
-    return wrap_message(message_id, op, encode_controls(controls) if controls else b"")
+    return bytes((op_tag,)) + _len(len(content)) + content
+
+
+@lru_cache(maxsize=256)
+def search_done_op(result_code: int, matched_dn: str = "", message: str = "") -> bytes:
+    """A SearchResultDone op without controls; the few common ones are made once."""
+    return _result_op(0x65, result_code, matched_dn, message)
+
+
+def encode_search_answer(message_id: int, entry_ops: list[bytes], done_op: bytes) -> bytes:
+    """SearchResultEntry messages around encoded entry ops, then the SearchResultDone op: the
+    bytes ``wrap_message`` and ``encode_result`` give, with the message ID encoded once."""
+    mid = _INT_TLV[message_id] if 0 <= message_id < 0x80 else _int_tlv(message_id)
+    m = len(mid)
+    parts = []
+    for op in entry_ops:
+        n = m + len(op)
+        parts.append(b"\x30" + (_LEN1[n] if n < 0x80 else _len(n)) + mid)
+        parts.append(op)
+    n = m + len(done_op)
+    parts.append(b"\x30" + (_LEN1[n] if n < 0x80 else _len(n)) + mid)
+    parts.append(done_op)
+    return b"".join(parts)
 
 
 def encode_paged_results_value(size: int, cookie: bytes) -> bytes:

@@ -585,10 +585,15 @@ def _phone_matches(index: ContactIndex, terms: tuple[tuple[str, str], ...], phon
     """Contacts matching an OR of phone equalities, straight from the number index.
 
     The same test as evaluating the filter (``evaluate._match_phone``): a contact matches
-    (attribute, value) when a number of that attribute has one of the value's keys.
+    (attribute, value) when a number of that attribute has one of the value's keys.  The
+    usual caller-ID filter asks one number in two attributes: its keys are looked up once.
     """
-    out: dict = {}
+    attributes: dict[str, list[str]] = {}
     for attr, value in terms:
+        attributes.setdefault(value, []).append(attr)
+    out: dict = {}
+    get = index.get
+    for value, attrs in attributes.items():
         for k in phones.equality_keys(value):
             alternative = k.startswith(ALTERNATIVE)
             if alternative:
@@ -599,18 +604,22 @@ def _phone_matches(index: ContactIndex, terms: tuple[tuple[str, str], ...], phon
             for key in keys:
                 if key in out:
                     continue
-                entry = index.get(key)
-                if entry is None or not visible(entry.contact.source):
+                entry = get(key)
+                if entry is None:
                     continue
-                numbers = entry.numbers.get(attr)
-                if not numbers:
-                    continue
-                if alternative:
-                    hit = any(k in n.alternative_keys() for n in numbers)
-                else:
-                    hit = any(k in n.match_keys() for n in numbers)
-                if hit:
-                    out[key] = entry
+                numbers_of = entry.numbers
+                for attr in attrs:
+                    numbers = numbers_of.get(attr)
+                    if not numbers:
+                        continue
+                    if alternative:
+                        hit = any(k in n.alternative_keys() for n in numbers)
+                    else:
+                        hit = any(k in n.match_keys() for n in numbers)
+                    if hit:
+                        if visible(entry.contact.source):
+                            out[key] = entry
+                        break
     return list(out.values())
 
 
@@ -676,6 +685,8 @@ def _answered_by_plan(f: F.Filter) -> bool:
 
 def _caller_id_order(matched: list[IndexedContact], duplicates: str) -> list[IndexedContact]:
     """Highest priority first; within a source, people before company records (the most specific)."""
+    if len(matched) < 2:
+        return matched
     matched = sorted(matched, key=lambda e: (e.sort_key[0], e.contact.is_company_record, e.sort_key[1:]))
     if duplicates == "highest" and matched:
         top = matched[0].sort_key[0]

@@ -132,18 +132,29 @@ class LDAPConnection(LDAPServer):
     def stopProducing(self) -> None:
         self.transport.abortConnection()
 
+    _last_active = 0.0
+
     def _arm_idle(self) -> None:
-        timeout = self.factory.limits.idle_timeout
+        """Note activity; the idle timer, when it fires, looks at the last one (cheaper than
+        moving a timer for every request)."""
         clock = self.factory.clock
-        if clock is None or not timeout:
+        if clock is None:
             return
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(timeout)
-        else:
-            self._idle = clock.callLater(timeout, self._idle_expired)
+        self._last_active = clock.seconds()
+        if self._idle is None or not self._idle.active():
+            timeout = self.factory.limits.idle_timeout
+            if timeout:
+                self._idle = clock.callLater(timeout, self._idle_expired)
 
     def _idle_expired(self) -> None:
         self._idle = None
+        timeout = self.factory.limits.idle_timeout
+        if not timeout:
+            return
+        quiet = self.factory.clock.seconds() - self._last_active
+        if quiet < timeout:
+            self._idle = self.factory.clock.callLater(timeout - quiet, self._idle_expired)
+            return
         self.log.info("LDAP connection from {peer} closed after {t:g}s idle", peer=self.peer,
                       t=self.factory.limits.idle_timeout)
         if self.connected:
@@ -310,6 +321,13 @@ class LDAPConnection(LDAPServer):
             metrics.search_done(kind, time.perf_counter() - started)
 
     def _send_result(self, mid: int, request: SearchRequest, result: SearchResult) -> None:
+        if not request.controls and not request.types_only:
+            # the usual answer: entries encoded already, no controls to honour
+            ops = [e.wire for e in result.entries]
+            if None not in ops:
+                done = ber.search_done_op(result.result_code, result.matched_dn, result.message)
+                self._write(ber.encode_search_answer(mid, ops, done))
+                return
         entries = list(result.entries)
         controls: list[Control] = []
         code = result.result_code

@@ -25,7 +25,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from bisect import bisect_left
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 __all__ = [
     "CONTENT_TYPE",
@@ -58,14 +62,13 @@ class Metrics:
         """``index_counts``, when given, is read at every ``render()`` to refresh
         ``dirgw_index_contacts`` (e.g. ``gateway.index.count_by_source``)."""
         self.registry = CollectorRegistry(auto_describe=True)
-        self._children: dict = {}  # labelled children of the hot metrics, looked up once
         r = self.registry
         self._index_counts = index_counts
-        self._search = Histogram(
-            "dirgw_ldap_search_seconds", "LDAP search latency by kind of lookup", ["kind"],
-            buckets=SEARCH_BUCKETS, registry=r,
-        )
-        self._requests = Counter("dirgw_ldap_requests", "LDAP requests by operation", ["op"], registry=r)
+        # the two metrics every LDAP request touches are plain numbers, read out at scrape time
+        # (a prometheus_client observe() takes a lock and costs several µs per search)
+        self._search_counts = {kind: [0] * (len(SEARCH_BUCKETS) + 1) for kind in SEARCH_KINDS}
+        self._search_sums = dict.fromkeys(SEARCH_KINDS, 0.0)
+        r.register(_LdapCollector(self))
         self._connections = Gauge("dirgw_ldap_connections", "LDAP connections open now", registry=r)
         self._accepted = Counter("dirgw_ldap_connections_accepted", "LDAP connections accepted", registry=r)
         self._sync = Histogram(
@@ -91,8 +94,6 @@ class Metrics:
         self._request_counts: dict[str, int] = {}
         self._open = 0
         self._accepted_count = 0
-        for kind in SEARCH_KINDS:  # present from the start, so dashboards see zeroes rather than gaps
-            self._search.labels(kind=kind)
 
     # -- LDAP --------------------------------------------------------------
 
@@ -101,18 +102,18 @@ class Metrics:
 
         ``kind`` is ``SearchResult.kind``; anything else is counted as ``other``.
         """
-        if kind not in SEARCH_KINDS:
+        counts = self._search_counts.get(kind)
+        if counts is None:
             kind = "other"
-        child = self._children.get(kind)
-        if child is None:
-            child = self._children[kind] = (self._search.labels(kind=kind), self._requests.labels(op="search"))
-        child[0].observe(max(0.0, seconds))
-        child[1].inc()
+            counts = self._search_counts[kind]
+        if seconds < 0.0:
+            seconds = 0.0
+        counts[bisect_left(SEARCH_BUCKETS, seconds)] += 1  # buckets are "less than or equal"
+        self._search_sums[kind] += seconds
         self._request_counts["search"] = self._request_counts.get("search", 0) + 1
 
     def request(self, op: str) -> None:
         """One LDAP request of operation ``op`` (``bind``, ``compare``, ``extended``...)."""
-        self._requests.labels(op=op).inc()
         self._request_counts[op] = self._request_counts.get(op, 0) + 1
 
     def connection_opened(self) -> None:
@@ -186,6 +187,34 @@ class Metrics:
         if self._index_counts is not None:
             self.set_index_contacts(self._index_counts())
         return generate_latest(self.registry)
+
+
+class _LdapCollector:
+    """``dirgw_ldap_search_seconds`` and ``dirgw_ldap_requests_total`` from Metrics' plain counts."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self):
+        return [HistogramMetricFamily("dirgw_ldap_search_seconds", "LDAP search latency by kind of lookup",
+                                      labels=["kind"]),
+                CounterMetricFamily("dirgw_ldap_requests", "LDAP requests by operation", labels=["op"])]
+
+    def collect(self):
+        m = self._metrics
+        search = HistogramMetricFamily("dirgw_ldap_search_seconds", "LDAP search latency by kind of lookup",
+                                       labels=["kind"])
+        for kind in SEARCH_KINDS:  # every kind from the start, so dashboards see zeroes rather than gaps
+            running, buckets = 0, []
+            for bound, count in zip(SEARCH_BUCKETS + (float("inf"),), m._search_counts[kind]):
+                running += count
+                buckets.append((floatToGoString(bound), running))
+            search.add_metric([kind], buckets, m._search_sums[kind])
+        yield search
+        requests = CounterMetricFamily("dirgw_ldap_requests", "LDAP requests by operation", labels=["op"])
+        for op, count in sorted(m._request_counts.items()):
+            requests.add_metric([op], count)
+        yield requests
 
 
 _OPS = {

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.model import Contact, Phone
 from gateway.snapshot import codec
-from gateway.snapshot.bench import bench, synthetic_contacts
+from gateway.snapshot.bench import bench, restart, synthetic_contacts
 from gateway.snapshot.codec import (
     FORMAT_VERSION,
     HEADER_SIZE,
@@ -182,6 +182,14 @@ def test_bench_reports_times_and_size() -> None:
     assert result["contacts"] == 500 and result["bytes"] > 500 * 50
     assert all(result[k] >= 0 for k in ("encode_s", "decode_s", "save_s", "load_s", "load_cpu_s"))
     assert result["load_max_rss_mb"] > 0
+
+
+def test_restart_bench_serves_the_snapshot_it_wrote() -> None:
+    """The restart benchmark gets its answer from a real ``dirgw serve`` loading the snapshot (the
+    searched contact exists only there: the source's Graph address is a closed port)."""
+    result = restart(300)
+    assert result["contacts"] == 300 and result["snapshot_bytes"] > 300 * 50
+    assert 0 < result["first_answer_s"] < 60 and result["ready_logged"] and result["rss_mb"] > 0
 
 
 # -- bad files -------------------------------------------------------------------

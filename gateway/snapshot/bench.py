@@ -3,6 +3,9 @@
 ``python -m gateway.snapshot.bench 100000 1000000`` prints one JSON line per size.
 ``python -m gateway.snapshot.bench --load DIR`` loads the snapshot in DIR and prints the time (what a
 starting ``dirgw serve`` does before it listens).
+``python -m gateway.snapshot.bench --restart 100000 1000000`` saves a snapshot of N contacts of a
+Microsoft 365 source, starts ``dirgw serve`` on it and prints the seconds from the start of the
+process to "ready" and to the first answered search, and the process's RSS then.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from gateway.model import Contact, Phone
 from gateway.snapshot.codec import SourceSnapshot, decode, encode_parts
 from gateway.snapshot.store import FileSnapshotStore
 
-__all__ = ["synthetic_contacts", "bench", "load_in_fresh_process"]
+__all__ = ["synthetic_contacts", "bench", "load_in_fresh_process", "restart"]
 
 _GIVEN = ("Jürgen Jörg Björn Günter Sören Uwe Klaus Hans-Peter Michael Thomas Andreas Stefan Anna Maria Sabine "
           "Petra Käthe Bärbel Zoë Łukasz Małgorzata Jiří François Chloé Søren Åsa Siobhán María José Wei "
@@ -135,7 +138,120 @@ def bench(n: int, fresh_process: bool = True) -> dict[str, Any]:
     return result
 
 
+_RESTART_CONFIG = """\
+[ldap]
+listen = ["tcp:{port}:interface=127.0.0.1"]
+base_dn = "dc=example,dc=com"
+[admin]
+listen = ""
+[numbers]
+country = "DE"
+[snapshot]
+directory = "snapshots"
+[[sources]]
+name = "bench"
+type = "m365_mail_contacts"
+tenant_id = "contoso.example"
+client_id = "11111111-2222-3333-4444-555555555555"
+client_secret_file = "secret"
+authority_host = "{graph}"
+graph_url = "{graph}"
+"""
+
+
+def restart(n: int) -> dict[str, Any]:
+    """Seconds from starting ``dirgw serve`` on a snapshot of ``n`` contacts to its first answer.
+
+    The source's Graph address is a closed loopback port: the sync fails and retries in the
+    background, as during an outage, while the snapshot is served.
+    """
+    import os
+    import signal
+    import socket
+
+    contacts = tuple(synthetic_contacts(n))
+    graph = "https://127.0.0.1:9"
+    sync = {"delta_link": graph + "/v1.0/contacts/delta?$deltatoken=" + "x" * 200, "next_link": None,
+            "identity": ["contoso.example", "11111111-2222-3333-4444-555555555555", graph],
+            "last_success": time.time()}
+    result: dict[str, Any] = {"contacts": n}
+    with tempfile.TemporaryDirectory(prefix="dirgw-restart-bench-") as directory:
+        parts = encode_parts({"bench": SourceSnapshot(contacts=contacts, sync=sync)}, created=time.time())
+        result["snapshot_bytes"] = sum(map(len, parts))
+        FileSnapshotStore(os.path.join(directory, "snapshots")).save(parts)
+        del parts
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with open(os.path.join(directory, "secret"), "w") as f:
+            f.write("not-a-real-secret\n")
+        config = os.path.join(directory, "dirgw.toml")
+        with open(config, "w") as f:
+            f.write(_RESTART_CONFIG.format(port=port, graph=graph))
+        wanted = contacts[n // 2]
+        request = _search_request(1, "dc=example,dc=com", "cn", wanted.display_name)
+        del contacts
+        log = open(os.path.join(directory, "serve.log"), "wb")
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", config], stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            answered = None
+            while answered is None:
+                if proc.poll() is not None:
+                    raise SystemExit(open(os.path.join(directory, "serve.log")).read()[-3000:])
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+                        sock.sendall(request)
+                        data = b""
+                        while b"\x65" not in data[-20:]:
+                            chunk = sock.recv(65536)
+                            if not chunk:
+                                break
+                            data += chunk
+                        if wanted.display_name.encode() in data:
+                            answered = time.perf_counter() - started
+                except OSError:
+                    time.sleep(0.02)
+            result["first_answer_s"] = round(answered, 2)
+            with open(os.path.join(directory, "serve.log"), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            result["rss_mb"] = _rss_mb(proc.pid)
+            result["ready_logged"] = "dirgw: ready" in text
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            log.close()
+    return result
+
+
+def _search_request(message_id: int, base: str, attr: str, value: str) -> bytes:
+    """A subtree SearchRequest for (attr=value), asking for ``attr``, as a phone would send it."""
+    from gateway.ldap.ber import wrap_message
+
+    def tlv(tag: int, content: bytes) -> bytes:
+        n = len(content)
+        return bytes((tag,)) + (bytes((n,)) if n < 0x80 else b"\x82" + n.to_bytes(2, "big")) + content
+
+    equality = tlv(0xA3, tlv(0x04, attr.encode()) + tlv(0x04, value.encode()))
+    op = tlv(0x63, tlv(0x04, base.encode()) + b"\x0a\x01\x02\x0a\x01\x00\x02\x01\x00\x02\x01\x00\x01\x01\x00"
+             + equality + tlv(0x30, tlv(0x04, attr.encode())))
+    return wrap_message(message_id, op)
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def main(argv: list[str]) -> None:  # pragma: no cover - a command
+    if argv[:1] == ["--restart"]:
+        for arg in argv[1:] or ["100000"]:
+            print(json.dumps(restart(int(arg))), flush=True)
+        return
     if argv[:1] == ["--load"]:
         print(json.dumps(_load(argv[1])), flush=True)
         return

@@ -323,7 +323,9 @@ def test_unbind_abandon_extended_from_ldaptor():
     [
         (pureldap.LDAPDelRequest(entry="cn=a,dc=example,dc=com"), 0x4A),
         (pureldap.LDAPModifyDNRequest(entry="cn=a", newrdn="cn=b", deleteoldrdn=True), 0x6C),
-        (pureldap.LDAPAddRequest(entry="cn=a", attributes=[("cn", pureber.BERSet([pureldap.LDAPAttributeValue("a")]))]), 0x68),
+        (pureldap.LDAPAddRequest(entry="cn=a", attributes=[(pureldap.LDAPAttributeDescription("cn"),
+                                                            pureber.BERSet([pureldap.LDAPAttributeValue("a")]))]),
+         0x68),
         (
             pureldap.LDAPCompareRequest(
                 entry="cn=a",
@@ -341,6 +343,40 @@ def test_write_operations_are_framed_with_their_tag(req, tag):
     assert (msg.message_id, msg.op_tag) == (3, tag)
     assert wire.endswith(msg.op)
     assert ber.RESPONSE_TAG.get(tag, None) in (0x6B, 0x6D, 0x69, 0x6F)
+    ber.check_shape(msg.op_tag, msg.op)  # a well-formed request has its operation's shape
+
+
+def test_modify_request_from_ldaptor_has_its_shape():
+    from ldaptor import delta
+
+    req = delta.ModifyOp("cn=a", [delta.Replace("telephoneNumber", ["1", "2"]), delta.Delete("mobile")]).asLDAP()
+    msg = ber.decode_message(ldaptor_wire(req, 4))
+    ber.check_shape(msg.op_tag, msg.op)
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes((tag, len(content))) + content
+
+
+@pytest.mark.parametrize("op, why", [
+    # ModifyDN: deleteoldrdn an INTEGER, a missing newrdn, an extra element, a 2-byte BOOLEAN
+    (_tlv(0x6C, _tlv(0x04, b"cn=a") + _tlv(0x04, b"cn=b") + _tlv(0x02, b"\x01")), "0x02 where 0x01"),
+    (_tlv(0x6C, _tlv(0x04, b"cn=a") + _tlv(0x04, b"cn=b")), "ends early"),
+    (_tlv(0x6C, _tlv(0x04, b"cn=a") + _tlv(0x04, b"cn=b") + _tlv(0x01, b"\xff") + _tlv(0x80, b"o=x")
+          + _tlv(0x04, b"x")), "extra elements"),
+    (_tlv(0x6C, _tlv(0x04, b"cn=a") + _tlv(0x04, b"cn=b") + _tlv(0x01, b"\x00\x00")), "BOOLEAN of 2 bytes"),
+    # Add: attributes as a SET, values as a SEQUENCE
+    (_tlv(0x68, _tlv(0x04, b"cn=a") + _tlv(0x31, b"")), "0x31 where 0x30"),
+    (_tlv(0x68, _tlv(0x04, b"cn=a") + _tlv(0x30, _tlv(0x30, _tlv(0x04, b"cn") + _tlv(0x30, b"")))), "0x30 where 0x31"),
+    # Modify: the operation as an OCTET STRING
+    (_tlv(0x66, _tlv(0x04, b"cn=a") + _tlv(0x30, _tlv(0x30, _tlv(0x04, b"\x00") + _tlv(0x30, b"")))), "0x04 where 0x0a"),
+    # Compare: an assertion of three parts
+    (_tlv(0x6E, _tlv(0x04, b"cn=a") + _tlv(0x30, _tlv(0x04, b"cn") + _tlv(0x04, b"a") + _tlv(0x04, b"b"))),
+     "extra elements"),
+])
+def test_requests_of_another_shape_are_refused(op, why):
+    with pytest.raises(BERError, match=why):
+        ber.check_shape(op[0], op)
 
 
 def test_latin1_and_invalid_utf8_values_fall_back_to_latin1():

@@ -970,3 +970,63 @@ def check_structure(op: bytes, max_depth: int = 64) -> None:
             pos = stop
         if pos != end:
             raise BERError(f"element ends at offset {pos}, its parent at {end}")
+
+
+# -- the shapes of requests ldaptor decodes ------------------------------------------
+#
+# ldaptor's decoder takes elements of the wrong type where it expects others; a request that
+# does not have its operation's shape must end the session (RFC 4511 4.1.1), not be answered.
+# A shape is a list of items, each a tag (any contents), (tag, shape) for a constructed element,
+# (tag, ("*", item)) for SEQUENCE/SET OF item, or ("?", item) for an optional last item.
+
+_ATTRIBUTE = (0x30, [0x04, (0x31, ("*", 0x04))])
+_SHAPES: dict[int, list] = {
+    0x66: [0x04, (0x30, ("*", (0x30, [0x0A, _ATTRIBUTE])))],  # ModifyRequest
+    0x68: [0x04, (0x30, ("*", _ATTRIBUTE))],  # AddRequest
+    0x6C: [0x04, 0x04, 0x01, ("?", 0x80)],  # ModifyDNRequest
+    0x6E: [0x04, (0x30, [0x04, 0x04])],  # CompareRequest
+}
+
+
+def check_shape(op_tag: int, op: bytes) -> None:
+    """Check that a request has its operation's element types (for the operations in _SHAPES)."""
+    shape = _SHAPES.get(op_tag)
+    if shape is None:
+        return
+    data = _as_bytes(op)
+    _, start, end = _header(data, 0, len(data))
+    _match_items(data, start, end, shape, _op_name(op_tag))
+
+
+def _op_name(op_tag: int) -> str:
+    return {0x66: "ModifyRequest", 0x68: "AddRequest", 0x6C: "ModifyDNRequest", 0x6E: "CompareRequest"}[op_tag]
+
+
+def _match_items(data: bytes, pos: int, end: int, items, what: str) -> None:
+    if isinstance(items, tuple) and items[0] == "*":
+        while pos < end:
+            pos = _match_one(data, pos, end, items[1], what)
+        return
+    for item in items:
+        optional = isinstance(item, tuple) and item[0] == "?"
+        if optional:
+            if pos >= end:
+                return
+            item = item[1]
+        if pos >= end:
+            raise BERError(f"{what} ends early")
+        pos = _match_one(data, pos, end, item, what)
+    if pos != end:
+        raise BERError(f"{what} has extra elements")
+
+
+def _match_one(data: bytes, pos: int, end: int, item, what: str) -> int:
+    tag, start, stop = _header(data, pos, end)
+    wanted, inner = (item, None) if isinstance(item, int) else item
+    if tag != wanted:
+        raise BERError(f"{what}: element 0x{tag:02x} where 0x{wanted:02x} belongs")
+    if wanted == 0x01 and stop - start != 1:
+        raise BERError(f"{what}: a BOOLEAN of {stop - start} bytes")
+    if inner is not None:
+        _match_items(data, start, stop, inner, what)
+    return stop

@@ -224,6 +224,7 @@ class LDAPConnection(LDAPServer):
             return
         try:
             ber.check_structure(message.op)
+            ber.check_shape(message.op_tag, message.op)
         except ber.BERError as e:
             self._protocol_failure(f"malformed {message.op_tag:#x} request (message {message.message_id}): {e}")
             return

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import gc
 import heapq
-from bisect import bisect_left
 import sys
+from bisect import bisect_left
 from contextlib import contextmanager
 from functools import lru_cache
+from itertools import islice
 from operator import itemgetter
 from typing import Iterable, Iterator
 
@@ -539,22 +540,7 @@ class ContactIndex:
         that needs 50 stops after 50 however many contacts match.  A prefix as long as the
         bucket's takes the whole bucket; a longer one is found in the bucket's text.
         """
-        streams = []
-        for attr, wanted, prefix in items:
-            entries = self._buckets[attr]
-            if not prefix:
-                streams.append(_bucket_stream(entries, wanted[:BUCKET], wanted, prefix))
-            elif len(wanted) == BUCKET:
-                streams.append(iter(self._bucket_text(attr, wanted).sort_keys))
-            elif len(wanted) > BUCKET:
-                streams.append(_text_stream(self._bucket_text(attr, wanted[:BUCKET]), wanted))
-            else:  # a short prefix: every bucket that starts with it, whole
-                position = entries.bisect_left((wanted,))
-                end = entries.bisect_left((wanted + "\U0010ffff",))
-                while position < end:
-                    bucket = entries[position][0]
-                    streams.append(iter(self._bucket_text(attr, bucket).sort_keys))
-                    position = entries.bisect_left((bucket, _AFTER_ALL))
+        streams = [iter(s) if isinstance(s, list) else s for s in self._name_streams(items)]
         by_key = self._by_key
         last = None
         for sort_key in heapq.merge(*streams):
@@ -564,6 +550,41 @@ class ContactIndex:
             entry = by_key.get((sort_key[2], sort_key[3]))
             if entry is not None:
                 yield entry
+
+    def names_first(self, items: Iterable[tuple[str, str, bool]], count: int) -> list[IndexedContact]:
+        """The first ``count`` contacts of ``names_in_order(items)``: the first ``count`` of each
+        bucket (sliced in C for whole buckets) hold them, so they are merged by one sort."""
+        heads: set[tuple] = set()
+        for stream in self._name_streams(items):
+            heads.update(_first_distinct(stream, count))
+        by_key = self._by_key
+        out = []
+        for sort_key in sorted(heads)[:count]:
+            entry = by_key.get((sort_key[2], sort_key[3]))
+            if entry is None:  # never expected (buckets follow the contacts); the careful way then
+                return list(islice(self.names_in_order(items), count))
+            out.append(entry)
+        return out
+
+    def _name_streams(self, items: Iterable[tuple[str, str, bool]]) -> list:
+        """Per item, the sort keys of its matches in order: a list (a whole bucket) or an iterator."""
+        streams: list = []
+        for attr, wanted, prefix in items:
+            entries = self._buckets[attr]
+            if not prefix:
+                streams.append(_bucket_stream(entries, wanted[:BUCKET], wanted, prefix))
+            elif len(wanted) == BUCKET:
+                streams.append(self._bucket_text(attr, wanted).sort_keys)
+            elif len(wanted) > BUCKET:
+                streams.append(_text_stream(self._bucket_text(attr, wanted[:BUCKET]), wanted))
+            else:  # a short prefix: every bucket that starts with it, whole
+                position = entries.bisect_left((wanted,))
+                end = entries.bisect_left((wanted + "\U0010ffff",))
+                while position < end:
+                    bucket = entries[position][0]
+                    streams.append(self._bucket_text(attr, bucket).sort_keys)
+                    position = entries.bisect_left((bucket, _AFTER_ALL))
+        return streams
 
     def _bucket_text(self, attr: str, bucket: str) -> _BucketText:
         text = self._texts.get((attr, bucket))
@@ -607,6 +628,26 @@ class ContactIndex:
 
 #: Compares greater than every sort key (their first item is an int).
 _AFTER_ALL = (float("inf"),)
+
+
+def _first_distinct(stream, count: int) -> list[tuple]:
+    """The first ``count`` distinct sort keys of a stream (a contact's name variants repeat its key)."""
+    if isinstance(stream, list):
+        take = count * 2
+        while True:
+            head = list(dict.fromkeys(stream[:take]))
+            if len(head) >= count or take >= len(stream):
+                return head[:count]
+            take *= 2
+    head = []
+    seen = set()
+    for sort_key in stream:
+        if sort_key not in seen:
+            seen.add(sort_key)
+            head.append(sort_key)
+            if len(head) >= count:
+                break
+    return head
 
 
 class _BucketText:

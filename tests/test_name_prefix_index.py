@@ -20,7 +20,7 @@ SURNAMES = ["Müller", "Mueller", "Muller", "Müllner", "Mülheim", "Mü", "Mu",
 GIVEN = ["Anna", "Jürgen", "Jurgen", "Änne", "", "Mia", "Max"]
 PREFIXES = ["m", "mu", "mü", "mue", "mul", "mül", "müll", "mülle", "mueller", "muller", "mey", "meye",
             "s", "sc", "sch", "schm", "schmi", "schö", "schoe", "str", "stra", "straß", "strasse", "a", "an",
-            "jü", "jur", "jürg", "m\x00", "x", "mül*", "ü"]
+            "jü", "jur", "jürg", "m\x00", "x", "mül*", "ü", "anna", "anna m", "jurgen", "änne"]
 
 operations = st.lists(
     st.one_of(
@@ -32,9 +32,11 @@ operations = st.lists(
 )
 
 
-def _names(index: ContactIndex, f: F.Filter) -> list[str]:
-    request = SearchRequest(base="dc=example,dc=com", scope=SCOPE_SUB, filter=f, attributes=("cn",))
-    return [e.dn for e in run_search(index, request, SETTINGS).entries]
+def _names(index: ContactIndex, f: F.Filter, size_limit: int = 0) -> tuple[int, list[str]]:
+    request = SearchRequest(base="dc=example,dc=com", scope=SCOPE_SUB, filter=f, attributes=("cn",),
+                            size_limit=size_limit)
+    result = run_search(index, request, SETTINGS)
+    return result.result_code, [e.dn for e in result.entries]
 
 
 @settings(max_examples=150, deadline=None)
@@ -61,4 +63,6 @@ def test_bucket_answers_match_evaluation_through_changes(ops, batch_sizes):
                 fast = F.Or(tuple(items))
                 assert Shape(fast).names is not None
                 general = F.And((F.Present("objectClass"), fast))  # planned, then evaluated per contact
-                assert _names(index, fast) == _names(index, general), (prefix, F.to_text(fast))
+                for size_limit in (0, 1, 2, 3):
+                    assert _names(index, fast, size_limit) == _names(index, general, size_limit), \
+                        (prefix, size_limit, F.to_text(fast))

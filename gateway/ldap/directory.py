@@ -14,7 +14,7 @@ from attrs import evolve
 
 from gateway.index import ContactIndex
 from gateway.ldap.messages import SearchRequest
-from gateway.ldap.search import SearchResult, SearchSettings, Shape, run_search
+from gateway.ldap.search import SearchResult, SearchSettings, Shape, all_visible, run_search
 
 __all__ = ["Directory", "ROOT_DSE_CONTROLS", "PAGED_RESULTS_OID", "SORT_REQUEST_OID", "SORT_RESPONSE_OID"]
 
@@ -50,7 +50,7 @@ class Directory:
         self._cache_generation = -1
         self.extensions: tuple[str, ...] = ("1.3.6.1.4.1.4203.1.11.3",)  # Who am I?
 
-    def search(self, request: SearchRequest, visible: Callable[[str], bool] = lambda s: True,
+    def search(self, request: SearchRequest, visible: Callable[[str], bool] = all_visible,
                visibility: object = None, shape: Shape | None = None) -> SearchResult:
         """Answer a search; recent answers are remembered until the index changes.
 

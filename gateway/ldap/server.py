@@ -33,7 +33,7 @@ from gateway.ldap.evaluate import AttributeView, evaluate
 from gateway.ldap.filter import Equality, to_text
 from gateway.ldap.messages import SCOPE_BASE, Control, SearchRequest
 from gateway.ldap.schema import canonical_attribute, normalize_dn
-from gateway.ldap.search import QueryPhones, ResultEntry, SearchResult, Shape
+from gateway.ldap.search import QueryPhones, ResultEntry, SearchResult, Shape, all_visible
 from gateway.text import fold
 
 __all__ = ["LDAPConnection", "LDAPServerFactory"]
@@ -314,7 +314,8 @@ class LDAPConnection(LDAPServer):
         else:
             policy = self.factory.policy
             visibility = policy.visible_sources(self.user if self.bound else None) if policy is not None else None
-            result = self.directory.search(request, visible=self.visible, visibility=visibility, shape=shape)
+            visible = all_visible if visibility is None else self.visible
+            result = self.directory.search(request, visible=visible, visibility=visibility, shape=shape)
             self._send_result(mid, request, result)
             kind = result.kind
         metrics = self.factory.metrics

@@ -736,11 +736,9 @@ def _proximity(
 ) -> list[ResultEntry]:
     """Company main-number fallback: the company record for an unknown extension."""
     for value in dict.fromkeys(_phone_equalities(f)):
-        for reading in phones.readings(value):
-            for head in proximity_candidates(reading.e164, settings.max_extension_digits):
-                keys = index.with_head(head)
-                if not keys:
-                    continue
+        for head in _heads_of(value, settings.numbers, settings.max_extension_digits):
+            keys = index.with_head(head)
+            if keys:
                 found = []
                 for entry in index.ordered(keys):
                     profile = index.profiles.get(entry.contact.source)
@@ -751,6 +749,23 @@ def _proximity(
                 if found:
                     return [_render(e, selection, settings, index, phones, True) for e in found]
     return []
+
+
+_HEADS_OF: dict = {}
+
+
+def _heads_of(value: str, numbers: N.NumberSettings, digits: int) -> tuple[str, ...]:
+    """The head numbers to try for a dialled ``value``, in order: for each of its readings, its
+    proximity candidates (remembered, like the readings: the same callers call again)."""
+    key = (value, numbers, digits)
+    heads = _HEADS_OF.get(key)
+    if heads is None:
+        if len(_HEADS_OF) >= 65536:
+            _HEADS_OF.clear()
+        heads = tuple(dict.fromkeys(head for reading in dialled_readings(value, numbers)
+                                    for head in proximity_candidates(reading.e164, digits)))
+        _HEADS_OF[key] = heads
+    return heads
 
 
 def _is_company_entry(entry: IndexedContact, head: str) -> bool:

@@ -1,16 +1,22 @@
 """The ``m365_mail_contacts`` source: full import, then delta rounds, via Graph.
 
-A full import makes contacts searchable page by page when the source has
-nothing yet; a re-import (expired delta token) is staged while the old
-data keeps being served, then swapped in.  A delta round is collected
+A full import makes contacts searchable as pages arrive when the source has
+nothing yet (applied in slices of about a millisecond, so a search may see
+part of a page; the resume point moves page by page); a re-import (expired
+delta token) is staged while the old data keeps being served, then swapped
+in.  Pages are requested one after the other as soon as the previous one
+has arrived, while earlier ones are processed.  A delta round is collected
 whole and applied in one call, so no search sees half a round.  Every
 failure is logged and retried; nothing here stops the LDAP service.
 """
 
 from __future__ import annotations
 
+import gc
 import random
+import time
 import urllib.parse
+from collections import deque
 from contextlib import aclosing
 from typing import Any, Callable
 
@@ -28,8 +34,18 @@ from gateway.sync.policy import retry_delay
 
 __all__ = ["SyncState", "M365Source", "initial_delta_url"]
 
-#: Contacts prepared between two chances for the reactor to answer LDAP requests.
-SLICE = 25
+#: Seconds of import work (preparing, applying) between two chances for the reactor to answer
+#: LDAP requests: a caller-ID lookup arriving meanwhile waits at most about this long.
+SLICE_SECONDS = 0.001
+
+#: Pages requested ahead of the one being processed (Graph's nextLinks are sequential: the next
+#: page is requested as soon as the one before it arrives, while earlier pages are processed).
+PAGES_AHEAD = 2
+
+#: From this many contacts on, a full import keeps what it has applied out of the cyclic garbage
+#: collector's scans (gc.freeze): the index is long-lived, and full collections over a growing
+#: index would stall the reactor for up to half a second each (as ``dirgw: ready`` does once).
+FREEZE_FROM = 1000
 
 
 def initial_delta_url(graph_url: str, page_size: int | None = None) -> str:
@@ -91,8 +107,24 @@ class M365Source(Service):
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] | None = None,
         save_every_pages: int = 50,
+        reactor: Any = None,
+        timer: Callable[[], float] = time.perf_counter,
+        slice_seconds: float = SLICE_SECONDS,
     ) -> None:
+        """``clock`` times intervals and backoff; ``reactor`` (default: the global one) is where
+        import work yields between slices of ``slice_seconds`` (measured with ``timer``), so that
+        LDAP requests are answered in between.  A yield is not a wait: a test that drives
+        ``clock`` by hand need not drive the slices too."""
         self._save_every = max(1, save_every_pages)
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self._reactor = reactor
+        self._now = timer
+        self._slice = slice_seconds
+        self._slice_started = timer()
+        self._apply_cost = 0.0  # seconds per change of the last applies (smoothed)
         self.name = name
         self._graph = graph
         self._index = index
@@ -278,44 +310,130 @@ class M365Source(Service):
                 await deferLater(self._clock, delay, lambda: None)
 
     async def _pages(self, url: str):
-        """Pages from ``url`` to the deltaLink; the next page is requested before this one is
-        processed, so processing overlaps with Graph's latency."""
-        pending = ensureDeferred(self._page(url))
+        """Pages from ``url`` to the deltaLink.  Each page is requested as soon as the one before
+        it has arrived (up to ``PAGES_AHEAD`` pages ahead of the one being processed), before that
+        one is processed: processing overlaps with Graph's latency, and the requests follow each
+        other without waiting for it.  A failure reaches the caller where its page would have."""
+        arrived: deque = deque()  # pages (or the failure ending them) not yet taken
+        wake: list[Deferred] = []  # the caller waiting for a page, or the fetcher for room
+        inflight: list[Deferred] = []
+        closed = False
+
+        def wake_up() -> None:
+            waiting = wake[:]  # not who starts waiting meanwhile: they wait for what comes next
+            del wake[:]
+            for d in waiting:
+                if not d.called:
+                    d.callback(None)
+
+        async def sleep() -> None:
+            d: Deferred = Deferred()
+            wake.append(d)
+            await d
+
+        def request(url: str) -> Deferred:
+            d = ensureDeferred(self._page(url))
+            if not d.called:
+                inflight.append(d)
+                d.addBoth(lambda result: (inflight.remove(d), result)[1])
+            return d
+
+        async def fetch(url: str) -> None:
+            try:
+                pending: Deferred | None = request(url)
+                while pending is not None:
+                    page = await pending
+                    if closed:
+                        return
+                    arrived.append(page)
+                    pending = None
+                    if not page.delta_link:
+                        if not page.next_link:
+                            raise Transient(200, "malformed", "a page with neither nextLink nor deltaLink")
+                        url = page.next_link
+                        if len(arrived) < PAGES_AHEAD:
+                            pending = request(url)  # before the caller gets this page
+                    wake_up()
+                    while pending is None and not page.delta_link:
+                        if closed:
+                            return
+                        if len(arrived) < PAGES_AHEAD:
+                            pending = request(url)
+                        else:
+                            await sleep()
+            except BaseException as e:  # noqa: BLE001 (handed to the caller)
+                if not closed:
+                    arrived.append(e)
+                    wake_up()
+
+        fetcher = ensureDeferred(fetch(url))
+        fetcher.addErrback(lambda failure: self.log.failure("source {source}: fetching pages failed", failure,
+                                                            source=self.name))
         try:
             while True:
-                page = await pending
-                pending = None
+                while not arrived:
+                    await sleep()
+                    self._slice_started = self._now()  # the reactor had its turn while we waited
+                page = arrived.popleft()
+                wake_up()  # room for the next request
+                if isinstance(page, BaseException):
+                    raise page
                 for problem in page.skipped:
                     self.log.warn("source {source}: skipped {problem}", source=self.name, problem=problem)
-                if not page.delta_link:
-                    if not page.next_link:
-                        raise Transient(200, "malformed", "a page with neither nextLink nor deltaLink")
-                    pending = ensureDeferred(self._page(page.next_link))
                 yield page
                 if page.delta_link:
                     return
         finally:
-            if pending is not None and not pending.called:
-                pending.cancel()
-                pending.addErrback(lambda _: None)
+            closed = True
+            for d in list(inflight):
+                d.cancel()  # the fetcher sees the failure and ends
+            wake_up()
+
+    async def _breathe(self, now: bool = False) -> None:
+        """Let the reactor answer LDAP requests if this slice of work has taken its time (or ``now``)."""
+        if now or self._now() - self._slice_started >= self._slice:
+            await deferLater(self._reactor, 0, lambda: None)
+            self._slice_started = self._now()
 
     async def _prepare(self, changes) -> list:
         """Changes with their expensive part done, in slices so the reactor keeps serving LDAP."""
         out = []
-        since_yield = 0
         for change in changes:
             if isinstance(change, Upsert):
                 if self._index.unchanged(change.contact):
                     out.append(change)  # cheap: apply() skips it
                     continue
                 out.append(self._index.prepare(change.contact))
-                since_yield += 1
-                if since_yield >= SLICE:
-                    since_yield = 0
-                    await deferLater(self._clock, 0, lambda: None)
+                await self._breathe()
             else:
                 out.append(change)
         return out
+
+    async def _prepare_and_apply(self, changes: list) -> None:
+        """Prepare and apply a page's changes in slices (a progressive import only: searches may
+        see part of a page).  Each apply call gets as many changes as fit in what is left of the
+        slice at the cost the last ones took; applying costs more per contact as companies grow."""
+        index = self._index
+        i, n = 0, len(changes)
+        while i < n:
+            if self._now() - self._slice_started >= self._slice / 2:
+                await self._breathe(now=True)  # a chunk of its own rather than the end of this slice
+            started = self._now()
+            budget = self._slice - (started - self._slice_started)
+            chunk = []
+            while i < n:
+                change = changes[i]
+                i += 1
+                if isinstance(change, Upsert) and not index.unchanged(change.contact):
+                    change = index.prepare(change.contact)
+                chunk.append(change)
+                if (self._now() - started) + self._apply_cost * len(chunk) >= budget:
+                    break
+            applying = self._now()
+            index.apply(chunk)
+            took = self._now() - applying
+            self._apply_cost = 0.7 * self._apply_cost + 0.3 * (took / len(chunk))
+            await self._breathe()
 
     async def _full_import(self) -> None:
         state = self.state
@@ -329,6 +447,7 @@ class M365Source(Service):
         state.imported = len(staged)
         self.log.info("source {source}: full import {how}", source=self.name,
                       how="resuming" if state.next_link else "started")
+        self._slice_started = self._now()
         async with aclosing(self._pages(url)) as pages:
             async for page in pages:
                 changes: list[Change] = []
@@ -339,16 +458,17 @@ class M365Source(Service):
                     elif isinstance(change, Remove):
                         if staged.pop(change.id, None) is not None:
                             changes.append(change)
-                prepared_changes = await self._prepare(changes)
                 if progressive:
-                    self._index.apply(prepared_changes)
+                    await self._prepare_and_apply(changes)
                     state.next_link = page.next_link
                 else:
-                    for change in prepared_changes:
+                    for change in await self._prepare(changes):
                         if isinstance(change, Prepared):
                             ready[change.entry.contact.id] = change
                         elif isinstance(change, Remove):
                             ready.pop(change.id, None)
+                if len(staged) >= FREEZE_FROM:
+                    gc.freeze()
                 state.pages += 1
                 state.imported = len(staged)
                 if state.pages % 10 == 0:
@@ -359,8 +479,25 @@ class M365Source(Service):
                     self._saved("import_progress")
                 if page.delta_link:
                     state.delta_link = page.delta_link
-        stale = [Remove(self.name, c.id) for c in self._index.contacts(self.name) if c.id not in staged]
-        swap = stale + [ready[i] if i in ready else Upsert(c) for i, c in staged.items()]
+        if progressive:
+            # Every page is applied already: the last apply only has to catch what the index holds
+            # and the import does not (nothing, normally).  Found in slices: there is no mix of old
+            # and new data to hide.
+            swap = []
+            held = list(self._index.contacts(self.name))  # a copy: other sources may apply meanwhile
+            for n, c in enumerate(held):
+                if c.id not in staged:
+                    swap.append(Remove(self.name, c.id))
+                if n % 1000 == 999:
+                    await self._breathe()
+            for n, c in enumerate(staged.values()):
+                if not self._index.unchanged(c):
+                    swap.append(Upsert(c))
+                if n % 1000 == 999:
+                    await self._breathe()
+        else:
+            stale = [Remove(self.name, c.id) for c in self._index.contacts(self.name) if c.id not in staged]
+            swap = stale + [ready[i] if i in ready else Upsert(c) for i, c in staged.items()]
         self._index.apply(swap)  # one call: searches see the old data or the new, never a mix
         state.next_link = None
         self.log.info("source {source}: full import done: {count} contacts in {pages} pages", source=self.name,
@@ -373,6 +510,7 @@ class M365Source(Service):
         changes: list = []
         new_link = None
         pages = 0
+        self._slice_started = self._now()
         async with aclosing(self._pages(state.delta_link)) as round_pages:
             async for page in round_pages:
                 changes.extend(await self._prepare(page.changes))

@@ -1,0 +1,220 @@
+"""How a full import paces itself (issue 9): the next page is requested as soon as the one before it
+has arrived, at most ``PAGES_AHEAD`` pages ahead of the one being processed, and the work on a page
+is cut into short slices with the reactor's turn in between.
+
+No HTTP here: a fake Graph client answers with Deferreds the tests fire, the reactor the slices yield
+to is a ``task.Clock``, and the slices' stopwatch is a fake that the index advances.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock
+
+from gateway.graph.client import ResyncRequired
+from gateway.index import ContactIndex
+from gateway.sync import m365
+from gateway.sync.m365 import M365Source, initial_delta_url
+
+GRAPH = "https://graph.example"
+FIRST = initial_delta_url(GRAPH)
+
+
+def body(page: int, pages: int, per_page: int) -> dict:
+    value = [{"id": f"c{page}-{i}", "displayName": f"Person {page} {i}", "companyName": f"Firm {i % 3}",
+              "phones": [{"type": "business", "number": f"+49 89 {1000 + page:04d}{i:03d}"}]}
+             for i in range(per_page)]
+    link = ({"@odata.nextLink": f"{GRAPH}/next/{page + 1}"} if page + 1 < pages
+            else {"@odata.deltaLink": f"{GRAPH}/delta/done"})
+    return {"value": value, **link}
+
+
+class FakeGraph:
+    """Records each GET and answers it when the test says so."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, Deferred]] = []
+
+    def get_json(self, url, headers=None) -> Deferred:
+        d: Deferred = Deferred()
+        self.requests.append((url, d))
+        return d
+
+    def close(self):
+        return None
+
+    def urls(self) -> list[str]:
+        return [url for url, _ in self.requests]
+
+    def answer(self, n: int, value) -> None:
+        d = self.requests[n][1]
+        if isinstance(value, Exception):
+            d.errback(value)
+        else:
+            d.callback(value)
+
+
+class Stopwatch:
+    """A fake ``perf_counter``: stands still unless the work moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CostlyIndex(ContactIndex):
+    """Each prepared contact and each applied change costs ``cost`` seconds on the stopwatch."""
+
+    def __init__(self, stopwatch: Stopwatch, cost: float) -> None:
+        super().__init__()
+        self.stopwatch = stopwatch
+        self.cost = cost
+        self.applies: list[int] = []
+        self.on_apply = lambda: None
+
+    def prepare(self, contact):
+        self.stopwatch.now += self.cost
+        return super().prepare(contact)
+
+    def apply(self, changes):
+        changes = list(changes)
+        self.applies.append(len(changes))
+        self.on_apply()
+        self.stopwatch.now += self.cost * len(changes)
+        return super().apply(changes)
+
+
+class CountingClock(Clock):
+    """A reactor stand-in that counts the turns it was asked for."""
+
+    turns = 0
+
+    def callLater(self, delay, f, *args, **kw):
+        self.turns += 1
+        return super().callLater(delay, f, *args, **kw)
+
+
+def make_source(cost: float = 0.0, slice_seconds: float = 0.001):
+    stopwatch = Stopwatch()
+    index = CostlyIndex(stopwatch, cost)
+    graph = FakeGraph()
+    reactor = CountingClock()
+    source = M365Source("m365", graph, index, Clock(), GRAPH, 3600.0, identity=("t", "c"),
+                        reactor=reactor, timer=stopwatch, slice_seconds=slice_seconds)
+    return source, graph, index, reactor
+
+
+def run_round(source):
+    outcome: list = []
+    ensureDeferred(source.sync_once()).addBoth(outcome.append)
+    return outcome
+
+
+def test_next_page_is_requested_before_this_one_is_applied():
+    source, graph, index, reactor = make_source()
+    requested_when_applied = []
+    index.on_apply = lambda: requested_when_applied.append(len(graph.requests))
+    outcome = run_round(source)
+    assert graph.urls() == [FIRST]
+    graph.answer(0, body(0, 3, 5))
+    assert graph.urls() == [FIRST, f"{GRAPH}/next/1"]
+    assert requested_when_applied and requested_when_applied[0] == 2  # page 1 was asked for first
+    graph.answer(1, body(1, 3, 5))
+    graph.answer(2, body(2, 3, 5))
+    reactor.advance(0)
+    assert outcome == [True]
+    assert len(index) == 15
+    assert source.state.delta_link == f"{GRAPH}/delta/done"
+
+
+def test_requests_run_at_most_pages_ahead_of_processing():
+    """While a page is being processed, pages keep being requested, but no more than PAGES_AHEAD are
+    waiting; taking one lets the next request go out."""
+    source, graph, index, reactor = make_source(cost=0.001, slice_seconds=0.0015)
+    outcome = run_round(source)
+    graph.answer(0, body(0, 8, 10))  # page 0 is now being processed, a slice at a time
+    assert len(index) < 10
+    for n in range(1, 1 + m365.PAGES_AHEAD):
+        graph.answer(n, body(n, 8, 10))
+    assert len(graph.requests) == 1 + m365.PAGES_AHEAD  # and none further: nothing has been taken
+    while len(index) < 10:
+        reactor.advance(0)
+    reactor.advance(0)
+    assert len(graph.requests) == 2 + m365.PAGES_AHEAD  # page 1 was taken: room for one more
+    for n in range(len(graph.requests) - 1, 8):
+        while len(graph.requests) <= n:
+            reactor.advance(0)
+        graph.answer(n, body(n, 8, 10))
+    while not outcome:
+        reactor.advance(0)
+    assert outcome == [True]
+    assert len(index) == 80
+    assert graph.urls() == [FIRST] + [f"{GRAPH}/next/{n}" for n in range(1, 8)]
+
+
+def test_a_page_is_applied_in_short_slices_with_the_reactor_in_between():
+    source, graph, index, reactor = make_source(cost=0.0004, slice_seconds=0.001)
+    turns_at_apply = []
+    index.on_apply = lambda: turns_at_apply.append(reactor.turns)
+    outcome = run_round(source)
+    graph.answer(0, body(0, 1, 20))
+    assert not outcome  # not done in one go
+    reactor.advance(0)
+    assert outcome == [True]
+    assert len(index) == 20
+    chunks = index.applies[:-1]  # the last apply catches up with what the pages missed: nothing
+    assert index.applies[-1] == 0
+    assert sum(chunks) == 20 and len(chunks) >= 5
+    assert max(chunks) <= 3  # a chunk (prepare 0.4 ms and apply 0.4 ms a contact) fits a 1 ms slice
+    turns = turns_at_apply[:-1]
+    assert all(b > a for a, b in zip(turns, turns[1:]))  # the reactor's turn between any two chunks
+
+
+def test_searches_see_the_import_grow_and_the_resume_point_moves_per_page():
+    source, graph, index, reactor = make_source(cost=0.0004, slice_seconds=0.001)
+    outcome = run_round(source)
+    graph.answer(0, body(0, 2, 10))
+    seen = set()
+    while len(graph.requests) < 2 or source.state.next_link is None:
+        seen.add(len(index))
+        assert source.state.next_link is None  # page 0 not done: resuming would redo it
+        reactor.advance(0)
+    assert len(index) == 10 and source.state.next_link == f"{GRAPH}/next/1"
+    assert any(0 < n < 10 for n in seen)
+    graph.answer(1, body(1, 2, 10))
+    while not outcome:
+        reactor.advance(0)
+    assert outcome == [True] and len(index) == 20 and source.state.next_link is None
+
+
+def test_a_failure_ahead_reaches_the_import_after_the_pages_before_it():
+    source, graph, index, reactor = make_source()
+    outcome = run_round(source)
+    graph.answer(0, body(0, 3, 4))
+    graph.answer(1, ResyncRequired(410, "resyncRequired", "gone"))
+    while len(graph.requests) < 3:  # the source starts afresh after the failure
+        reactor.advance(0)
+    assert len(index) == 4  # page 0 was applied before the failure surfaced
+    assert graph.urls()[2] == FIRST
+    for n, page in ((2, 0), (3, 1), (4, 2)):
+        while len(graph.requests) <= n:
+            reactor.advance(0)
+        graph.answer(n, body(page, 3, 4))
+    while not outcome:
+        reactor.advance(0)
+    assert outcome == [True]
+    assert len(index) == 12
+
+
+def test_stopping_cancels_the_requests_in_flight():
+    source, graph, index, reactor = make_source()
+    source.startService()
+    source._clock.advance(0)  # the first round starts
+    graph.answer(0, body(0, 3, 4))
+    in_flight = graph.requests[1][1]
+    assert not in_flight.called
+    source.stopService()
+    assert in_flight.called  # cancelled
+    assert len(graph.requests) == 2

@@ -21,8 +21,8 @@ from sortedcontainers import SortedList
 
 from gateway.graph.parse import Change, Remove, Upsert
 from gateway.ldap.schema import NAME_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
-from gateway.model import Contact, Phone
-from gateway.numbers import NumberSettings, StoredNumber, parse_stored, region_hints
+from gateway.model import Contact
+from gateway.numbers import NumberSettings, StoredNumber, hints_from_tallies, parse_stored, region_hints, region_tally
 from gateway.fuzzy import FuzzyMatcher, index_variants
 from gateway.text import fold, fold_unique
 
@@ -42,6 +42,9 @@ PAUSE_COLLECTOR_AT = 1000
 __all__ = ["IndexedContact", "ContactIndex", "SourceProfile", "Prepared"]
 
 ContactKey = tuple[str, str]
+#: A contact's share of its company's region hints (``numbers.region_tally``).
+Tally = tuple[int, tuple[str, ...]]
+_NO_TALLY: Tally = (0, ())
 
 
 class SourceProfile:
@@ -170,7 +173,7 @@ class ContactIndex:
         self.generation = 0
         # phones of each company's contacts: where a company's numbers written with a country code
         # point abroad, its other numbers are read as that country's first ("region hints")
-        self._companies: dict[tuple[str, str], dict[ContactKey, tuple[Phone, ...]]] = {}
+        self._companies: dict[tuple[str, str], dict[ContactKey, Tally]] = {}
         self._company_hints: dict[tuple[str, str], tuple[str, ...]] = {}
         self._dirty_companies: set[tuple[str, str]] = set()
         # contacts inserted by the batch being applied: their sorted-list entries are added in bulk
@@ -250,9 +253,9 @@ class ContactIndex:
         hints are exactly those ``_settle_companies`` would find.
         """
         contact_now: dict[ContactKey, Contact | None] = {}  # contacts the batch has changed so far
-        members_of: dict[tuple[str, str], dict[ContactKey, tuple[Phone, ...]]] = {}
+        members_of: dict[tuple[str, str], dict[ContactKey, Tally]] = {}
 
-        def members(ckey: tuple[str, str]) -> dict[ContactKey, tuple[Phone, ...]]:
+        def members(ckey: tuple[str, str]) -> dict[ContactKey, Tally]:
             planned = members_of.get(ckey)
             if planned is None:
                 planned = members_of[ckey] = dict(self._companies.get(ckey, {}))
@@ -279,7 +282,7 @@ class ContactIndex:
             if before is not None and before.company:
                 members(company_key(before)).pop(key, None)
             if contact is not None and contact.company:
-                members(company_key(contact))[key] = contact.phones
+                members(company_key(contact))[key] = self._tally(contact)
             contact_now[key] = contact
         hints_before: dict[tuple[str, str], tuple[str, ...]] = {}
         for ckey, planned in members_of.items():
@@ -290,6 +293,12 @@ class ContactIndex:
             if hints != old:
                 self._company_hints[ckey] = hints
         return hints_before
+
+    def _tally(self, contact: Contact) -> Tally:
+        """The contact's share of its company's region hints (read once, kept with the company)."""
+        if not contact.phones:
+            return _NO_TALLY
+        return region_tally([p.number for p in contact.phones], self._profile(contact.source).numbers)
 
     def _settle_companies(
         self,
@@ -367,7 +376,7 @@ class ContactIndex:
         contact = entry.contact
         ckey = company_key(contact)
         if ckey is not None:
-            self._companies.setdefault(ckey, {})[key] = contact.phones
+            self._companies.setdefault(ckey, {})[key] = self._tally(contact)
             self._dirty_companies.add(ckey)
         self._by_key[key] = entry
         self._by_uid[entry.uid] = entry
@@ -771,9 +780,9 @@ def _bucket_of(value: str) -> str:
     return sys.intern(value[:BUCKET])
 
 
-def _hints_of(members: dict[ContactKey, tuple[Phone, ...]], profile: SourceProfile) -> tuple[str, ...]:
-    """The region hints of a company, from its members' phones (in member order: ties)."""
-    return region_hints([phone.number for phones in members.values() for phone in phones], profile.numbers)
+def _hints_of(members: dict[ContactKey, Tally], profile: SourceProfile) -> tuple[str, ...]:
+    """The region hints of a company, from its members' tallies (in member order: ties)."""
+    return hints_from_tallies(members.values(), profile.numbers)
 
 
 @contextmanager

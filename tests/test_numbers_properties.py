@@ -16,8 +16,11 @@ from gateway.numbers import (
     NumberSettings,
     dialled_readings,
     format_number,
+    hints_from_tallies,
     parse_stored,
     proximity_candidates,
+    region_hints,
+    region_tally,
     substring_matches,
     substring_patterns,
 )
@@ -235,3 +238,20 @@ def test_garbage_never_raises(text):
         assert reading.e164.startswith("+")
     substring_matches(substring_patterns(text, (text,), text, de), stored)
     format_number(stored, de, "dialable")
+
+
+_WRITTEN = st.sampled_from([
+    "+49 89 1234567", "0049 89 1234567", "089 1234567", "+43 1 5123456", "0043 664 1234567", "+41 44 123 45 67",
+    "+1 (415) 555-0100 x12", "+44 (0)20 7946 0018", "+33 1 23 45 67 89", "00331 23456789", "+49 171 1234567",
+    "+49 1", "+999 123", "0171 1234567", "tel:+43-1-5123456", "Tel.: +41 44 1234567", "", "abc", "+43",
+])
+
+
+@given(st.lists(st.lists(_WRITTEN, max_size=4), max_size=6), st.sampled_from(["DE", "AT", "CH", "US"]))
+def test_company_hints_from_tallies_equal_hints_of_all_numbers(contacts, country):
+    """A company's region hints summed from each contact's tally are the hints of all its numbers
+    (counts, the majority over the own country, ties in first-seen order)."""
+    settings = NumberSettings(country=country)
+    everything = [raw for numbers in contacts for raw in numbers]
+    tallies = [region_tally(numbers, settings) for numbers in contacts]
+    assert hints_from_tallies(tallies, settings) == region_hints(everything, settings)

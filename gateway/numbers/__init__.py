@@ -34,7 +34,7 @@ from gateway.numbers.settings import (
     NumberSettings,
     settings_from_config,
 )
-from gateway.numbers.stored import StoredNumber, parse_stored, region_hints
+from gateway.numbers.stored import StoredNumber, hints_from_tallies, parse_stored, region_hints, region_tally
 from gateway.numbers.substrings import (
     Pattern,
     match_pattern,
@@ -59,6 +59,8 @@ __all__ = [
     "proximity_candidates",
     "proximity_keys",
     "region_hints",
+    "region_tally",
+    "hints_from_tallies",
     "settings_from_config",
     "substring_matches",
     "substring_patterns",

@@ -572,6 +572,57 @@ def _head(
     return None, False
 
 
+def region_tally(raws: Iterable[str], settings: NumberSettings) -> tuple[int, tuple[str, ...]]:
+    """What a contact's numbers written with a country code show, for its company's hints:
+    (how many are of the PBX's own country, the foreign region of each other one, in order).
+
+    ``hints_from_tallies`` of the tallies of a company's contacts (in their order) is
+    ``region_hints`` of all their numbers, so a company's hints are summed from tallies kept
+    per contact instead of reading every colleague's numbers again.
+    """
+    idd = settings.idd
+    own_cc = settings.country_code
+    own = 0
+    regions = []
+    for raw in raws:
+        parts = split_text(raw) if isinstance(raw, str) else None
+        if parts is None:
+            continue
+        if parts.plus:
+            text = "+" + parts.digits
+        elif parts.digits.startswith(idd):
+            text = "+" + parts.digits[len(idd):]
+        else:
+            continue
+        number = read_international(text)
+        if number is None:
+            continue
+        if number[0] == own_cc:
+            own += 1
+            continue
+        region = fastpn.region_for_number(number) or (
+            phonenumbers.region_code_for_country_code(number[0])
+        )
+        if region and region in phonenumbers.SUPPORTED_REGIONS:
+            regions.append(region)
+    return own, tuple(regions)
+
+
+def hints_from_tallies(tallies: Iterable[tuple[int, tuple[str, ...]]], settings: NumberSettings) -> tuple[str, ...]:
+    """``region_hints`` from ``region_tally`` results (see there)."""
+    own = 0
+    counts: dict[str, int] = {}
+    for own_count, regions in tallies:
+        own += own_count
+        for region in regions:
+            counts[region] = counts.get(region, 0) + 1
+    if not counts:
+        return ()
+    # Counter.most_common: by count, ties in first-seen order (a stable sort).
+    ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
+    return tuple(region for region, count in ranked if count > own and region != settings.country)
+
+
 def region_hints(raws: Iterable[str], settings: NumberSettings) -> tuple[str, ...]:
     """Foreign regions shown by numbers written with a country code, most frequent first.
 

@@ -549,7 +549,7 @@ class ContactIndex:
         that needs 50 stops after 50 however many contacts match.  A prefix as long as the
         bucket's takes the whole bucket; a longer one is found in the bucket's text.
         """
-        streams = [iter(s) if isinstance(s, list) else s for s in self._name_streams(items)]
+        streams = [iter(s) for s in self._name_streams(items)]
         by_key = self._by_key
         last = None
         for sort_key in heapq.merge(*streams):
@@ -576,7 +576,8 @@ class ContactIndex:
         return out
 
     def _name_streams(self, items: Iterable[tuple[str, str, bool]]) -> list:
-        """Per item, the sort keys of its matches in order: a list (a whole bucket) or an iterator."""
+        """Per item, the sort keys of its matches in order: a list (a whole bucket), matches in a
+        bucket's text, or an iterator."""
         streams: list = []
         for attr, wanted, prefix in items:
             entries = self._buckets[attr]
@@ -585,7 +586,7 @@ class ContactIndex:
             elif len(wanted) == BUCKET:
                 streams.append(self._bucket_text(attr, wanted).sort_keys)
             elif len(wanted) > BUCKET:
-                streams.append(_text_stream(self._bucket_text(attr, wanted[:BUCKET]), wanted))
+                streams.append(_TextMatches(self._bucket_text(attr, wanted[:BUCKET]), wanted))
             else:  # a short prefix: every bucket that starts with it, whole
                 position = entries.bisect_left((wanted,))
                 end = entries.bisect_left((wanted + "\U0010ffff",))
@@ -641,6 +642,8 @@ _AFTER_ALL = (float("inf"),)
 
 def _first_distinct(stream, count: int) -> list[tuple]:
     """The first ``count`` distinct sort keys of a stream (a contact's name variants repeat its key)."""
+    if isinstance(stream, _TextMatches):
+        return stream.head(count)
     if isinstance(stream, list):
         take = count * 2
         while True:
@@ -689,6 +692,38 @@ def _text_stream(bucket: _BucketText, wanted: str) -> Iterator[tuple]:
         if i < n and starts[i] == at + 1:  # a value's start, not a NUL inside a value
             yield keys[i]
         at = find(needle, at + 1)
+
+
+class _TextMatches:
+    """The entries of a bucket whose value starts with ``wanted``: iterated lazily, or the first
+    few distinct sort keys at once (one loop, no generator between)."""
+
+    __slots__ = ("bucket", "wanted")
+
+    def __init__(self, bucket: _BucketText, wanted: str) -> None:
+        self.bucket = bucket
+        self.wanted = wanted
+
+    def __iter__(self) -> Iterator[tuple]:
+        return _text_stream(self.bucket, self.wanted)
+
+    def head(self, count: int) -> list[tuple]:
+        needle = "\x00" + self.wanted
+        bucket = self.bucket
+        find = bucket.text.find
+        starts = bucket.starts
+        keys = bucket.sort_keys
+        n = len(starts)
+        head: dict[tuple, None] = {}
+        at = find(needle)
+        while at >= 0:
+            i = bisect_left(starts, at + 1)
+            if i < n and starts[i] == at + 1:  # a value's start, not a NUL inside a value
+                head[keys[i]] = None
+                if len(head) >= count:
+                    break
+            at = find(needle, at + 1)
+        return list(head)
 
 
 def _bucket_stream(entries: SortedList, bucket: str, wanted: str, prefix: bool) -> Iterator[tuple]:

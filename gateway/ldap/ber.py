@@ -930,15 +930,17 @@ def encode_search_answer(message_id: int, entry_ops: list[bytes], done_op: bytes
     bytes ``wrap_message`` and ``encode_result`` give, with the message ID encoded once."""
     mid = _INT_TLV[message_id] if 0 <= message_id < 0x80 else _int_tlv(message_id)
     m = len(mid)
-    parts = []
-    for op in entry_ops:
+    parts: list[bytes] = []
+    extend = parts.extend
+    for op in [*entry_ops, done_op]:
         n = m + len(op)
-        parts.append(b"\x30" + (_LEN1[n] if n < 0x80 else _len(n)) + mid)
-        parts.append(op)
-    n = m + len(done_op)
-    parts.append(b"\x30" + (_LEN1[n] if n < 0x80 else _len(n)) + mid)
-    parts.append(done_op)
+        extend((_MESSAGE_HEADS[n] if n < _HEADS_MADE else b"\x30" + _len(n), mid, op))
     return b"".join(parts)
+
+
+#: LDAPMessage headers (SEQUENCE tag and length) for the usual sizes, made once.
+_HEADS_MADE = 4096
+_MESSAGE_HEADS = [b"\x30" + _len(n) for n in range(_HEADS_MADE)]
 
 
 def encode_paged_results_value(size: int, cookie: bytes) -> bytes:

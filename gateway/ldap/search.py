@@ -8,6 +8,7 @@ evaluated on the candidates in result order.
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 from typing import Callable, Iterable
 
@@ -375,7 +376,7 @@ def _render(
     contact object is replaced whenever it changes, so the cache never goes stale)."""
     if not settings.answer_as_asked:
         cache = entry.rendered
-        key = (selection, settings, approximate)
+        key = _render_key(selection, settings, approximate)
         if cache is not None:
             hit = cache.get(key)
             if hit is not None:
@@ -392,12 +393,30 @@ def _render(
     return _render_uncached(entry, selection, settings, index, phones, approximate)
 
 
+_RENDER_KEYS: dict[tuple, int] = {}
+
+
+def _render_key(selection, settings: SearchSettings, approximate: bool) -> int:
+    """A small number for (selection, settings, approximate): the key of the contacts' caches
+    of rendered entries (hashing an int is free; hashing the tuple calls settings' __hash__)."""
+    whole = (selection, settings, approximate)
+    key = _RENDER_KEYS.get(whole)
+    if key is None:
+        if len(_RENDER_KEYS) >= 4096:  # settings replaced many times: the caches' old keys just miss
+            _RENDER_KEYS.clear()
+        key = _RENDER_KEYS[whole] = next(_RENDER_NUMBERS)
+    return key
+
+
+_RENDER_NUMBERS = itertools.count()
+
+
 def _render_all(entries: list[IndexedContact], selection, settings: SearchSettings, index: ContactIndex,
                 phones: QueryPhones) -> list[ResultEntry]:
     """``_render`` of each entry (not approximate), with the cache key made once."""
     if settings.answer_as_asked:
         return [_render(e, selection, settings, index, phones, False) for e in entries]
-    key = (selection, settings, False)
+    key = _render_key(selection, settings, False)
     out = []
     for e in entries:
         cache = e.rendered

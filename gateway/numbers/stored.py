@@ -580,32 +580,7 @@ def region_tally(raws: Iterable[str], settings: NumberSettings) -> tuple[int, tu
     ``region_hints`` of all their numbers, so a company's hints are summed from tallies kept
     per contact instead of reading every colleague's numbers again.
     """
-    idd = settings.idd
-    own_cc = settings.country_code
-    own = 0
-    regions = []
-    for raw in raws:
-        parts = split_text(raw) if isinstance(raw, str) else None
-        if parts is None:
-            continue
-        if parts.plus:
-            text = "+" + parts.digits
-        elif parts.digits.startswith(idd):
-            text = "+" + parts.digits[len(idd):]
-        else:
-            continue
-        number = read_international(text)
-        if number is None:
-            continue
-        if number[0] == own_cc:
-            own += 1
-            continue
-        region = fastpn.region_for_number(number) or (
-            phonenumbers.region_code_for_country_code(number[0])
-        )
-        if region and region in phonenumbers.SUPPORTED_REGIONS:
-            regions.append(region)
-    return own, tuple(regions)
+    return _tally(_international_texts(raws, settings), settings)
 
 
 def hints_from_tallies(tallies: Iterable[tuple[int, tuple[str, ...]]], settings: NumberSettings) -> tuple[str, ...]:
@@ -632,30 +607,35 @@ def region_hints(raws: Iterable[str], settings: NumberSettings) -> tuple[str, ..
     numbers show it than show the PBX's own country, which is never listed
     (it is always tried).
     """
+    texts = _international_texts(raws, settings)
+    own_prefix = f"+{settings.country_code}"
+    if all(text.startswith(own_prefix) for text in texts):
+        # Calling codes are prefix-free: every number is of the own country
+        # (or none), so no region can outnumber it.
+        return ()
+    return hints_from_tallies((_tally(texts, settings),), settings)
+
+
+def _international_texts(raws: Iterable[str], settings: NumberSettings) -> list[str]:
+    """The numbers written with a country code ("+..." or the IDD), as "+" and digits."""
     idd = settings.idd
-    own_cc = settings.country_code
-    own_prefix = f"+{own_cc}"
     texts = []
-    foreign = False
     for raw in raws:
         parts = split_text(raw) if isinstance(raw, str) else None
         if parts is None:
             continue
         if parts.plus:
-            text = "+" + parts.digits
+            texts.append("+" + parts.digits)
         elif parts.digits.startswith(idd):
-            text = "+" + parts.digits[len(idd):]
-        else:
-            continue
-        texts.append(text)
-        if not text.startswith(own_prefix):
-            foreign = True
-    if not foreign:
-        # Calling codes are prefix-free: every number is of the own country
-        # (or none), so no region can outnumber it.
-        return ()
-    counts: dict[str, int] = {}
+            texts.append("+" + parts.digits[len(idd):])
+    return texts
+
+
+def _tally(texts: list[str], settings: NumberSettings) -> tuple[int, tuple[str, ...]]:
+    """(own-country count, foreign region of each other number) of international texts."""
+    own_cc = settings.country_code
     own = 0
+    regions = []
     for text in texts:
         number = read_international(text)
         if number is None:
@@ -667,9 +647,5 @@ def region_hints(raws: Iterable[str], settings: NumberSettings) -> tuple[str, ..
             phonenumbers.region_code_for_country_code(number[0])
         )
         if region and region in phonenumbers.SUPPORTED_REGIONS:
-            counts[region] = counts.get(region, 0) + 1
-    if not counts:
-        return ()
-    # Counter.most_common: by count, ties in first-seen order (a stable sort).
-    ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
-    return tuple(region for region, count in ranked if count > own and region != settings.country)
+            regions.append(region)
+    return own, tuple(regions)

@@ -8,7 +8,7 @@ and answers each query the way the LDAP search does: the first reading of
 
 Run::
 
-    python -m gateway.numbers.queries_check /tmp/gen10k --country DE
+    python -m gateway.numbers.queries_check bench-data/10k --country DE
 """
 
 from __future__ import annotations

@@ -582,7 +582,7 @@ class ContactIndex:
         for attr, wanted, prefix in items:
             entries = self._buckets[attr]
             if not prefix:
-                streams.append(_bucket_stream(entries, wanted[:BUCKET], wanted, prefix))
+                streams.append(_bucket_equal_stream(entries, wanted))
             elif len(wanted) == BUCKET:
                 streams.append(self._bucket_text(attr, wanted).sort_keys)
             elif len(wanted) > BUCKET:
@@ -726,18 +726,14 @@ class _TextMatches:
         return list(head)
 
 
-def _bucket_stream(entries: SortedList, bucket: str, wanted: str, prefix: bool) -> Iterator[tuple]:
-    """Sort keys of one bucket's entries whose value starts with (or equals) ``wanted``."""
+def _bucket_equal_stream(entries: SortedList, wanted: str) -> Iterator[tuple]:
+    """Sort keys of the entries of ``wanted``'s bucket whose value is ``wanted``."""
+    bucket = wanted[:BUCKET]
     start = entries.bisect_left((bucket,))
     stop = entries.bisect_left((bucket, _AFTER_ALL))
-    if prefix:
-        for _, sort_key, value in entries.islice(start, stop):
-            if value.startswith(wanted):
-                yield sort_key
-    else:
-        for _, sort_key, value in entries.islice(start, stop):
-            if value == wanted:
-                yield sort_key
+    for _, sort_key, value in entries.islice(start, stop):
+        if value == wanted:
+            yield sort_key
 
 
 def _keys_between(values: SortedList, low: tuple, high: tuple) -> set[ContactKey]:

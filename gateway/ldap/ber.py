@@ -982,26 +982,23 @@ def check_structure(op: bytes, max_depth: int = 64) -> None:
 # (tag, ("*", item)) for SEQUENCE/SET OF item, or ("?", item) for an optional last item.
 
 _ATTRIBUTE = (0x30, [0x04, (0x31, ("*", 0x04))])
-_SHAPES: dict[int, list] = {
-    0x66: [0x04, (0x30, ("*", (0x30, [0x0A, _ATTRIBUTE])))],  # ModifyRequest
-    0x68: [0x04, (0x30, ("*", _ATTRIBUTE))],  # AddRequest
-    0x6C: [0x04, 0x04, 0x01, ("?", 0x80)],  # ModifyDNRequest
-    0x6E: [0x04, (0x30, [0x04, 0x04])],  # CompareRequest
+_SHAPES: dict[int, tuple[str, list]] = {
+    0x66: ("ModifyRequest", [0x04, (0x30, ("*", (0x30, [0x0A, _ATTRIBUTE])))]),
+    0x68: ("AddRequest", [0x04, (0x30, ("*", _ATTRIBUTE))]),
+    0x6C: ("ModifyDNRequest", [0x04, 0x04, 0x01, ("?", 0x80)]),
+    0x6E: ("CompareRequest", [0x04, (0x30, [0x04, 0x04])]),
 }
 
 
 def check_shape(op_tag: int, op: bytes) -> None:
     """Check that a request has its operation's element types (for the operations in _SHAPES)."""
-    shape = _SHAPES.get(op_tag)
-    if shape is None:
+    known = _SHAPES.get(op_tag)
+    if known is None:
         return
+    name, shape = known
     data = _as_bytes(op)
     _, start, end = _header(data, 0, len(data))
-    _match_items(data, start, end, shape, _op_name(op_tag))
-
-
-def _op_name(op_tag: int) -> str:
-    return {0x66: "ModifyRequest", 0x68: "AddRequest", 0x6C: "ModifyDNRequest", 0x6E: "CompareRequest"}[op_tag]
+    _match_items(data, start, end, shape, name)
 
 
 def _match_items(data: bytes, pos: int, end: int, items, what: str) -> None:

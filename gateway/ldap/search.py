@@ -466,32 +466,27 @@ def _render_uncached(
 # -- the search -------------------------------------------------------------
 
 
+#: How many results each remembered pure function keeps (then it starts afresh).
+REMEMBERED = 65536
+
+
+def _remembered(table: dict, key, make: Callable, *args):
+    """``make(*args)``, kept in ``table`` under ``key``: for pure functions of what phones send,
+    whose arguments repeat (the same callers call again)."""
+    hit = table.get(key)
+    if hit is None:
+        if len(table) >= REMEMBERED:
+            table.clear()
+        hit = table[key] = make(*args)
+    return hit
+
+
 _READINGS: dict = {}
 
 
 def dialled_readings(value: str, settings: N.NumberSettings) -> tuple[N.Reading, ...]:
-    """``numbers.dialled_readings``, remembered: the same callers call again (pure, so safe)."""
-    key = (value, settings)
-    hit = _READINGS.get(key)
-    if hit is None:
-        if len(_READINGS) >= 65536:
-            _READINGS.clear()
-        hit = _READINGS[key] = N.dialled_readings(value, settings)
-    return hit
-
-
-_HEADS: dict = {}
-
-
-def proximity_candidates(e164: str, digits: int) -> tuple[str, ...]:
-    """``numbers.proximity_candidates``, remembered."""
-    key = (e164, digits)
-    hit = _HEADS.get(key)
-    if hit is None:
-        if len(_HEADS) >= 65536:
-            _HEADS.clear()
-        hit = _HEADS[key] = N.proximity_candidates(e164, digits)
-    return hit
+    """``numbers.dialled_readings``, remembered."""
+    return _remembered(_READINGS, (value, settings), N.dialled_readings, value, settings)
 
 
 def all_visible(source: str) -> bool:
@@ -775,16 +770,13 @@ _HEADS_OF: dict = {}
 
 def _heads_of(value: str, numbers: N.NumberSettings, digits: int) -> tuple[str, ...]:
     """The head numbers to try for a dialled ``value``, in order: for each of its readings, its
-    proximity candidates (remembered, like the readings: the same callers call again)."""
-    key = (value, numbers, digits)
-    heads = _HEADS_OF.get(key)
-    if heads is None:
-        if len(_HEADS_OF) >= 65536:
-            _HEADS_OF.clear()
-        heads = tuple(dict.fromkeys(head for reading in dialled_readings(value, numbers)
-                                    for head in proximity_candidates(reading.e164, digits)))
-        _HEADS_OF[key] = heads
-    return heads
+    proximity candidates (remembered, like the readings)."""
+    return _remembered(_HEADS_OF, (value, numbers, digits), _heads, value, numbers, digits)
+
+
+def _heads(value: str, numbers: N.NumberSettings, digits: int) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(head for reading in dialled_readings(value, numbers)
+                               for head in N.proximity_candidates(reading.e164, digits)))
 
 
 def _is_company_entry(entry: IndexedContact, head: str) -> bool:

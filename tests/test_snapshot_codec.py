@@ -187,7 +187,7 @@ def test_bench_reports_times_and_size() -> None:
 def test_restart_bench_serves_the_snapshot_it_wrote() -> None:
     """The restart benchmark gets its answer from a real ``dirgw serve`` loading the snapshot (the
     searched contact exists only there: the source's Graph address is a closed port)."""
-    result = restart(300)
+    result = restart(300, timeout=120)
     assert result["contacts"] == 300 and result["snapshot_bytes"] > 300 * 50
     assert 0 < result["first_answer_s"] < 60 and result["ready_logged"] and result["rss_mb"] > 0
 

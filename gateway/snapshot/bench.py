@@ -98,13 +98,18 @@ def _load(directory: str) -> dict[str, Any]:
 def _peak_rss_mb() -> float:
     """Peak RSS of this process (VmHWM: unlike ru_maxrss, not inherited from the parent across fork/exec)."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
+        return _status_mb("self", "VmHWM")
     except OSError:  # pragma: no cover - not Linux
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # pragma: no cover
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _status_mb(pid: int | str, field: str) -> float:
+    """A size field (VmRSS, VmHWM) of /proc/PID/status, in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def bench(n: int, fresh_process: bool = True) -> dict[str, Any]:
@@ -159,7 +164,7 @@ graph_url = "{graph}"
 """
 
 
-def restart(n: int) -> dict[str, Any]:
+def restart(n: int, timeout: float = 1800.0) -> dict[str, Any]:
     """Seconds from starting ``dirgw serve`` on a snapshot of ``n`` contacts to its first answer.
 
     The source's Graph address is a closed loopback port: the sync fails and retries in the
@@ -198,17 +203,14 @@ def restart(n: int) -> dict[str, Any]:
         try:
             answered = None
             while answered is None:
+                if time.perf_counter() - started > timeout:
+                    raise SystemExit(f"no answer within {timeout:g} s")
                 if proc.poll() is not None:
                     raise SystemExit(open(os.path.join(directory, "serve.log")).read()[-3000:])
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
                         sock.sendall(request)
-                        data = b""
-                        while b"\x65" not in data[-20:]:
-                            chunk = sock.recv(65536)
-                            if not chunk:
-                                break
-                            data += chunk
+                        data = _read_answer(sock)
                         if wanted.display_name.encode() in data:
                             answered = time.perf_counter() - started
                 except OSError:
@@ -216,7 +218,7 @@ def restart(n: int) -> dict[str, Any]:
             result["first_answer_s"] = round(answered, 2)
             with open(os.path.join(directory, "serve.log"), "rb") as f:
                 text = f.read().decode("utf-8", "replace")
-            result["rss_mb"] = _rss_mb(proc.pid)
+            result["rss_mb"] = _status_mb(proc.pid, "VmRSS")
             result["ready_logged"] = "dirgw: ready" in text
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -225,26 +227,35 @@ def restart(n: int) -> dict[str, Any]:
     return result
 
 
+def _read_answer(sock) -> bytes:
+    """The bytes of one search's answer: messages up to its SearchResultDone (or the end)."""
+    from gateway.ldap import ber
+
+    data = b""
+    pos = 0
+    while True:
+        size = ber.frame(data[pos:], 1 << 24)
+        if size is None:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+            continue
+        if ber.decode_message(data[pos:pos + size]).op_tag == 0x65:
+            return data
+        pos += size
+
+
 def _search_request(message_id: int, base: str, attr: str, value: str) -> bytes:
     """A subtree SearchRequest for (attr=value), asking for ``attr``, as a phone would send it."""
-    from gateway.ldap.ber import wrap_message
+    from ldaptor.protocols import pureldap
 
-    def tlv(tag: int, content: bytes) -> bytes:
-        n = len(content)
-        return bytes((tag,)) + (bytes((n,)) if n < 0x80 else b"\x82" + n.to_bytes(2, "big")) + content
-
-    equality = tlv(0xA3, tlv(0x04, attr.encode()) + tlv(0x04, value.encode()))
-    op = tlv(0x63, tlv(0x04, base.encode()) + b"\x0a\x01\x02\x0a\x01\x00\x02\x01\x00\x02\x01\x00\x01\x01\x00"
-             + equality + tlv(0x30, tlv(0x04, attr.encode())))
-    return wrap_message(message_id, op)
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+    request = pureldap.LDAPSearchRequest(
+        baseObject=base, scope=pureldap.LDAP_SCOPE_wholeSubtree,
+        filter=pureldap.LDAPFilter_equalityMatch(attributeDesc=pureldap.LDAPAttributeDescription(attr),
+                                                 assertionValue=pureldap.LDAPAssertionValue(value)),
+        attributes=[attr])
+    return pureldap.LDAPMessage(request, id=message_id).toWire()
 
 
 def main(argv: list[str]) -> None:  # pragma: no cover - a command

@@ -153,3 +153,26 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+_FILE_SOURCE_CONFIG = """\
+[ldap]
+listen = ["tcp:0:interface=127.0.0.1"]
+base_dn = "dc=example,dc=com"
+answer_cache = {answer_cache}
+[numbers]
+country = "DE"
+other_countries = ["AT", "CH", "US", "GB", "FR", "NL"]
+[admin]
+listen = ""
+[[sources]]
+name = "bench"
+type = "json_file"
+path = {path}
+"""
+
+
+def write_file_source_config(config: str, contacts_json: str, answer_cache: int = 8192) -> None:
+    """A gateway configuration serving ``contacts_json`` on a free loopback port, as benchmarks use it."""
+    with open(config, "w") as f:
+        f.write(_FILE_SOURCE_CONFIG.format(path=json.dumps(contacts_json), answer_cache=answer_cache))

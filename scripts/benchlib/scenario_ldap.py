@@ -27,29 +27,14 @@ import sys
 import time
 
 import slapd as slapd_mod
-from common import DATA, ROOT, Gateway, caller_id_filters, dataset, ldapload, log, rss_kib
+from common import (DATA, ROOT, Gateway, caller_id_filters, dataset, ldapload, log, rss_kib,
+                    write_file_source_config)
 
 RESULTS = os.path.join(ROOT, "bench-results")
 SERVER_CPUS = "0"
 CLIENT_CPUS = "1"
 BASES = {"slapd": slapd_mod.CONTACTS_BASE, "dirgw": "dc=example,dc=com"}
 WORKLOADS = ("caller ID", "name prefix", "mixed")
-
-CONFIG = """\
-[ldap]
-listen = ["tcp:0:interface=127.0.0.1"]
-base_dn = "dc=example,dc=com"
-answer_cache = {answer_cache}
-[numbers]
-country = "DE"
-other_countries = ["AT", "CH", "US", "GB", "FR", "NL"]
-[admin]
-listen = ""
-[[sources]]
-name = "bench"
-type = "json_file"
-path = {path}
-"""
 
 
 def _derive(data: str, name: str, source: str, convert) -> str:
@@ -101,10 +86,9 @@ def ready_timeout(n: int) -> float:
 def start_gateway(data: str, n: int, work: str) -> tuple[Gateway, float, int]:
     os.makedirs(work, exist_ok=True)
     config = os.path.join(work, "dirgw.toml")
-    with open(config, "w") as f:
-        # DIRGW_BENCH_ANSWER_CACHE=0 measures without remembered answers (every search computed)
-        f.write(CONFIG.format(path=json.dumps(os.path.join(data, "contacts.json")),
-                              answer_cache=int(os.environ.get("DIRGW_BENCH_ANSWER_CACHE", "8192"))))
+    # DIRGW_BENCH_ANSWER_CACHE=0 measures without remembered answers (every search computed)
+    write_file_source_config(config, os.path.join(data, "contacts.json"),
+                             answer_cache=int(os.environ.get("DIRGW_BENCH_ANSWER_CACHE", "8192")))
     log(f"ldap: starting dirgw serve with {n} contacts (pinned to CPU {SERVER_CPUS})")
     gw = Gateway(config, cpus=SERVER_CPUS, start_timeout=ready_timeout(n))
     try:

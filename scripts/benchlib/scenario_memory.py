@@ -8,26 +8,9 @@ Peak RSS (VmHWM) is reported too, as loading may need more than it keeps.
 
 from __future__ import annotations
 
-import json
 import os
 
-from common import DATA, Gateway, dataset, log, rss_kib
-
-CONFIG = """\
-[ldap]
-listen = ["tcp:0:interface=127.0.0.1"]
-base_dn = "dc=example,dc=com"
-[numbers]
-country = "DE"
-other_countries = ["AT", "CH", "US", "GB", "FR", "NL"]
-[admin]
-listen = ""
-[[sources]]
-name = "bench"
-type = "json_file"
-path = {path}
-"""
-
+from common import DATA, Gateway, dataset, log, rss_kib, write_file_source_config
 
 def label(n: int) -> str:
     return f"{n // 1000}k" if n and n % 1000 == 0 else str(n)
@@ -45,8 +28,7 @@ def measure(contacts_json: str, n: int, work: str) -> dict:
     """Start dirgw serving ``contacts_json``; RSS and peak RSS after ready, and the time to ready."""
     os.makedirs(work, exist_ok=True)
     config = os.path.join(work, f"dirgw-{label(n)}.toml")
-    with open(config, "w") as f:
-        f.write(CONFIG.format(path=json.dumps(contacts_json)))
+    write_file_source_config(config, contacts_json)
     timeout = 300 + n * 0.01  # numbers are normalized at start; generous
     gw = Gateway(config, cpus="0", start_timeout=timeout)
     try:

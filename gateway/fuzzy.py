@@ -51,16 +51,29 @@ word is compared cut to the length of the query word.
 Words are kept once each in a list that ``rapidfuzz.process.extract``
 scans at C speed; adding and removing a name is O(words) with free-slot
 reuse and an occasional compaction.  ``bench()`` measures it.
+
+``FrozenFuzzy`` is the same search, read-only, over the ranks 0..n-1 of a
+snapshot's base: the words as two lists of strings, owners and words per
+rank as flat arrays, and a byte form that loads without per-rank objects.
+Its ``skip`` leaves out ranks changed since; like removed keys they do not
+count against the limit, but their words still count against the number
+of words one scan takes (at least 200 for one query word, 2000 for
+several).  ``bench_frozen()`` measures it.
 """
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 import statistics
+import struct
+import sys
 import time
 import unicodedata
-from typing import Hashable, Iterable
+from array import array
+from itertools import accumulate, chain, islice, repeat
+from typing import Container, Generic, Hashable, Iterable, Sequence, TypeVar
 
 from rapidfuzz import fuzz, process
 
@@ -75,7 +88,9 @@ __all__ = [
     "sound",
     "words",
     "FuzzyMatcher",
+    "FrozenFuzzy",
     "bench",
+    "bench_frozen",
 ]
 
 _EXPAND = str.maketrans(
@@ -166,10 +181,187 @@ def sound(word: str) -> str:
     return word
 
 
+# -- the search both matchers share -------------------------------------------------
+
+
+def _checked_settings(threshold: float, limit: int) -> tuple[float, int]:
+    if not 0 <= threshold <= 100:
+        raise ValueError("threshold must be between 0 and 100")
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    return float(threshold), limit
+
+
+def _name_words(text: str | Iterable[str]) -> dict[str, None]:
+    """The distinct folded words of a name or several, in order of appearance."""
+    # a text given twice (a contact's cn and displayName, say) has no words the first has not
+    texts = (text,) if isinstance(text, str) else dict.fromkeys(text)
+    found: dict[str, None] = {}
+    for t in texts:
+        found.update(dict.fromkeys(words(t)))
+    return found
+
+
+_Key = TypeVar("_Key", bound=Hashable)
+
+
+class _WordSearch(Generic[_Key]):
+    """The search over distinct words in slots that ``FuzzyMatcher`` and ``FrozenFuzzy`` share.
+
+    A subclass holds per slot the sound form (``_sounds``, the choices
+    rapidfuzz scans; None for a free slot) and the folded word
+    (``_folded``), and says which keys own a slot (``_owners_of``) and
+    which slots a key has (``_slots_of``).
+    """
+
+    threshold: float
+    limit: int
+    _sounds: Sequence[str | None]
+    _folded: Sequence[str | None]
+    _cut: dict[int, list[str | None]]  # prefix mode: choices cut to a length
+
+    @property
+    def word_count(self) -> int:
+        """The number of distinct words held."""
+        raise NotImplementedError
+
+    def _owners_of(self, slot: int) -> Iterable[_Key]:
+        """The keys having the word in ``slot``, in a fixed order."""
+        raise NotImplementedError
+
+    def _slots_of(self, key: _Key) -> Sequence[int]:
+        """The slots of the words of ``key`` (at least one)."""
+        raise NotImplementedError
+
+    def _search(
+        self, query: str, prefix: bool, threshold: float | None, limit: int | None, skip: Container[_Key]
+    ) -> list[tuple[_Key, float]]:
+        """``search``, leaving out the keys in ``skip`` (they do not count against ``limit``)."""
+        threshold = self.threshold if threshold is None else float(threshold)
+        limit = self.limit if limit is None else limit
+        qwords = _query_words(query)
+        if not qwords or limit < 1 or not self.word_count:
+            return []
+        if len(qwords) == 1:
+            out: list[tuple[_Key, float]] = []
+            seen: set[_Key] = set()
+            # words best first: a key's first appearance is its best word
+            for score, _, slot in self._word_hits(qwords[0], prefix, threshold, max(4 * limit, 200)):
+                for key in self._owners_of(slot):
+                    if key not in seen and key not in skip:
+                        seen.add(key)
+                        out.append((key, score))
+                        if len(out) >= limit:
+                            return out
+            return out
+        # several words: scan for the longest (most selective) word, then check the others
+        # per candidate, or with a scan of their own when there are many candidates
+        primary = max(range(len(qwords)), key=lambda i: len(qwords[i]))
+        max_words = max(50 * limit, 2000)
+        candidates: dict[_Key, tuple[float, float]] = {}
+        for score, tie, slot in self._word_hits(qwords[primary], prefix, threshold, max_words):
+            for key in self._owners_of(slot):
+                if key not in candidates and key not in skip:
+                    candidates[key] = (score, tie)
+        scanned: list[dict[int, tuple[float, float]] | None] = []
+        others = [w for i, w in enumerate(qwords) if i != primary]
+        for word in others:
+            if len(candidates) > 256:
+                scanned.append({slot: (sc, tie) for sc, tie, slot in self._word_hits(word, prefix, threshold, max_words)})
+            else:
+                scanned.append(None)
+        sounds_of = [sound(w) for w in others]
+        stored_sounds, stored_folded, slots_of = self._sounds, self._folded, self._slots_of
+        combined: list[tuple[_Key, float, float]] = []
+        for key, (total, ties) in candidates.items():
+            slots = slots_of(key)
+            for word, wanted, hits in zip(others, sounds_of, scanned):
+                if hits is not None:
+                    score, tie = max(hits.get(slot, (0.0, 0.0)) for slot in slots)
+                else:
+                    score, tie = max(
+                        _word_score(word, wanted, stored_folded[slot] or "", stored_sounds[slot] or "", prefix)
+                        for slot in slots
+                    )
+                if score < threshold or score <= 0:
+                    break
+                total += score
+                ties += tie
+            else:
+                combined.append((key, total / len(qwords), ties))
+        combined.sort(key=lambda t: (-t[1], -t[2]))
+        return [(key, score) for key, score, _ in combined[:limit]]
+
+    def _choices(self, prefix: bool, length: int) -> Sequence[str | None]:
+        if not prefix:
+            return self._sounds
+        cut = self._cut.get(length)
+        if cut is None:
+            cut = [s[:length] if s is not None else None for s in self._sounds]
+            if len(self._cut) >= 8:
+                self._cut.clear()
+            self._cut[length] = cut
+        return cut
+
+    def _word_hits(self, word: str, prefix: bool, threshold: float, max_words: int) -> list[tuple[float, float, int]]:
+        """(score, tie-break, slot) of the stored words matching ``word``, best first."""
+        wanted = sound(word)
+        if not wanted:
+            return []
+        choices = self._choices(prefix, len(wanted))
+        hits = process.extract(
+            wanted, choices, scorer=fuzz.ratio, processor=None, score_cutoff=threshold, limit=max_words
+        )
+        out: list[tuple[float, float, int]] = []
+        for _, raw, slot in hits:
+            spelled = self._folded[slot]
+            if spelled is None:  # pragma: no cover - choices and slots move together
+                continue
+            target = spelled[: len(word)] if prefix else spelled
+            if target == word:
+                score, tie = 100.0, 100.0
+            else:
+                score, tie = min(raw, 99.0), fuzz.ratio(word, target)
+            if score >= threshold and score > 0:
+                out.append((score, tie, slot))
+        out.sort(key=lambda t: (-t[0], -t[1]))
+        return out
+
+    def score(
+        self,
+        query: str,
+        text: str | Iterable[str],
+        *,
+        prefix: bool = False,
+        threshold: float | None = None,
+    ) -> float:
+        """The score ``search`` gives a name ``text`` for ``query``; 0 if it would not match.
+
+        For checking single entries without the index (an approx filter
+        inside an AND, say).  As in ``search``, every query word must
+        reach ``threshold`` (default: the matcher's) on some word of the name.
+        """
+        threshold = self.threshold if threshold is None else float(threshold)
+        qwords = _query_words(query)
+        texts = [text] if isinstance(text, str) else list(text)
+        name_words = [(w, sound(w)) for t in texts for w in words(t)]
+        if not qwords or not name_words:
+            return 0.0
+        total = 0.0
+        for qw in qwords:
+            wanted = sound(qw)
+            score, _ = max(_word_score(qw, wanted, w, s, prefix) for w, s in name_words)
+            if score < threshold or score <= 0:
+                return 0.0
+            total += score
+        return total / len(qwords)
+
+
+
 # -- the matcher ----------------------------------------------------------------
 
 
-class FuzzyMatcher:
+class FuzzyMatcher(_WordSearch[Hashable]):
     """Fuzzy search over the words of names, keyed by the caller's keys.
 
     ``threshold`` is the minimum score (0-100) and ``limit`` the maximum
@@ -182,12 +374,7 @@ class FuzzyMatcher:
     COMPACT_MIN = 1024
 
     def __init__(self, threshold: float = 80, limit: int = 50) -> None:
-        if not 0 <= threshold <= 100:
-            raise ValueError("threshold must be between 0 and 100")
-        if limit < 1:
-            raise ValueError("limit must be positive")
-        self.threshold = float(threshold)
-        self.limit = limit
+        self.threshold, self.limit = _checked_settings(threshold, limit)
         self._sounds: list[str | None] = []  # the choices rapidfuzz scans (None: free slot)
         self._folded: list[str | None] = []  # the folded word of each slot
         self._owners: list[set[Hashable] | None] = []  # the keys having that word
@@ -216,11 +403,7 @@ class FuzzyMatcher:
         """Index ``key`` under the words of ``text`` (a name or several); replaces earlier text."""
         if key in self._words_of:
             self.remove(key)
-        # a text given twice (a contact's cn and displayName, say) has no words the first has not
-        texts = (text,) if isinstance(text, str) else dict.fromkeys(text)
-        found: dict[str, None] = {}
-        for t in texts:
-            found.update(dict.fromkeys(words(t)))
+        found = _name_words(text)
         held: list[str] = []
         for w in found:
             slot = self._slot.get(w)
@@ -318,124 +501,220 @@ class FuzzyMatcher:
         limit: int | None = None,
     ) -> list[tuple[Hashable, float]]:
         """(key, score) pairs, best first, with score >= threshold, at most ``limit``."""
-        threshold = self.threshold if threshold is None else float(threshold)
-        limit = self.limit if limit is None else limit
-        qwords = _query_words(query)
-        if not qwords or limit < 1 or not self._slot:
-            return []
-        if len(qwords) == 1:
-            out: list[tuple[Hashable, float]] = []
-            seen: set[Hashable] = set()
-            # words best first: a key's first appearance is its best word
-            for score, _, slot in self._word_hits(qwords[0], prefix, threshold, max(4 * limit, 200)):
-                for key in self._owners[slot] or ():
-                    if key not in seen:
-                        seen.add(key)
-                        out.append((key, score))
-                        if len(out) >= limit:
-                            return out
-            return out
-        # several words: scan for the longest (most selective) word, then check the others
-        # per candidate, or with a scan of their own when there are many candidates
-        primary = max(range(len(qwords)), key=lambda i: len(qwords[i]))
-        max_words = max(50 * limit, 2000)
-        candidates: dict[Hashable, tuple[float, float]] = {}
-        for score, tie, slot in self._word_hits(qwords[primary], prefix, threshold, max_words):
-            for key in self._owners[slot] or ():
-                if key not in candidates:
-                    candidates[key] = (score, tie)
-        scanned: list[dict[int, tuple[float, float]] | None] = []
-        others = [w for i, w in enumerate(qwords) if i != primary]
-        for word in others:
-            if len(candidates) > 256:
-                scanned.append({slot: (sc, tie) for sc, tie, slot in self._word_hits(word, prefix, threshold, max_words)})
-            else:
-                scanned.append(None)
-        sounds_of = [sound(w) for w in others]
+        return self._search(query, prefix, threshold, limit, ())
+
+    def _owners_of(self, slot: int) -> Iterable[Hashable]:
+        return self._owners[slot] or ()
+
+    def _slots_of(self, key: Hashable) -> Sequence[int]:
         slot_of = self._slot
-        stored_sounds = self._sounds
-        combined: list[tuple[Hashable, float, float]] = []
-        for key, (total, ties) in candidates.items():
-            name_words = self._words_of[key]
-            for word, wanted, hits in zip(others, sounds_of, scanned):
-                if hits is not None:
-                    score, tie = max(hits.get(slot_of[w], (0.0, 0.0)) for w in name_words)
-                else:
-                    score, tie = max(
-                        _word_score(word, wanted, w, stored_sounds[slot_of[w]] or "", prefix) for w in name_words
-                    )
-                if score < threshold or score <= 0:
-                    break
-                total += score
-                ties += tie
-            else:
-                combined.append((key, total / len(qwords), ties))
-        combined.sort(key=lambda t: (-t[1], -t[2]))
-        return [(key, score) for key, score, _ in combined[:limit]]
+        return [slot_of[w] for w in self._words_of[key]]
 
-    def _choices(self, prefix: bool, length: int) -> list[str | None]:
-        if not prefix:
-            return self._sounds
-        cut = self._cut.get(length)
-        if cut is None:
-            cut = [s[:length] if s is not None else None for s in self._sounds]
-            if len(self._cut) >= 8:
-                self._cut.clear()
-            self._cut[length] = cut
-        return cut
 
-    def _word_hits(self, word: str, prefix: bool, threshold: float, max_words: int) -> list[tuple[float, float, int]]:
-        """(score, tie-break, slot) of the stored words matching ``word``, best first."""
-        wanted = sound(word)
-        if not wanted:
-            return []
-        choices = self._choices(prefix, len(wanted))
-        hits = process.extract(
-            wanted, choices, scorer=fuzz.ratio, processor=None, score_cutoff=threshold, limit=max_words
-        )
-        out: list[tuple[float, float, int]] = []
-        for _, raw, slot in hits:
-            spelled = self._folded[slot]
-            if spelled is None:  # pragma: no cover - choices and slots move together
-                continue
-            target = spelled[: len(word)] if prefix else spelled
-            if target == word:
-                score, tie = 100.0, 100.0
-            else:
-                score, tie = min(raw, 99.0), fuzz.ratio(word, target)
-            if score >= threshold and score > 0:
-                out.append((score, tie, slot))
-        out.sort(key=lambda t: (-t[0], -t[1]))
-        return out
 
-    def score(
+# -- the read-only form -------------------------------------------------------------
+
+_MAGIC = b"DGFZ"  # dirgw fuzzy, layout 1
+_HEADER = struct.Struct("<4sIIII")  # magic, ranks, words, (rank, word) pairs, text bytes
+_SEPARATOR = "\n"  # never in a folded word or its sound form: words() keeps letters and digits only
+if array("I").itemsize != 4:  # pragma: no cover - every platform CPython runs on today
+    raise ImportError("gateway.fuzzy needs array('I') of 4 bytes")
+
+
+class FrozenFuzzy(_WordSearch[int]):
+    """A read-only ``FuzzyMatcher`` whose keys are the ranks 0..n-1, held in flat arrays.
+
+    Per distinct word (a slot): its sound form and folded word
+    (``_sounds``, ``_folded``) and its owners, ranks ascending, in
+    ``_owners[_owner_start[slot]:_owner_start[slot + 1]]``.  Per rank:
+    the slots of its words in ``_slots[_slot_start[rank]:_slot_start[rank + 1]]``.
+    The only Python objects are the word strings.  ``search`` answers
+    exactly as a ``FuzzyMatcher`` given the same texts under the same
+    keys in ascending order would, up to the order of equal scores.
+    """
+
+    _sounds: list[str]
+    _folded: list[str]
+
+    def __init__(
+        self,
+        sounds: list[str],
+        folded: list[str],
+        owner_start: array[int],
+        owners: array[int],
+        slot_start: array[int],
+        slots: array[int],
+        threshold: float = 80,
+        limit: int = 50,
+    ) -> None:
+        """Use ``build`` or ``from_bytes``; this takes their parts as they are."""
+        self.threshold, self.limit = _checked_settings(threshold, limit)
+        self._sounds = sounds
+        self._folded = folded
+        self._owner_start = owner_start
+        self._owners = owners
+        self._slot_start = slot_start
+        self._slots = slots
+        self._cut: dict[int, list[str | None]] = {}
+
+    @classmethod
+    def build(
+        cls,
+        texts: Iterable[tuple[int, str | Iterable[str]]],
+        threshold: float = 80,
+        limit: int = 50,
+        *,
+        size: int | None = None,
+    ) -> FrozenFuzzy:
+        """A matcher over (rank, texts) pairs, ranks ascending (what ``FuzzyMatcher.add`` gets).
+
+        Ranks not given have no words; ``size`` is the number of ranks
+        (default: the last rank + 1).
+        """
+        slot_of: dict[str, int] = {}
+        sounds: list[str] = []
+        folded: list[str] = []
+        slot_start = array("I", [0])
+        slots = array("I")
+        last = -1
+        for rank, text in texts:
+            if rank <= last:
+                raise ValueError(f"rank {rank} after {last}: ranks must be ascending and not negative")
+            slot_start.extend(repeat(len(slots), rank - last - 1))
+            for w in _name_words(text):
+                slot = slot_of.get(w)
+                if slot is None:
+                    slot = slot_of[w] = len(folded)
+                    folded.append(w)
+                    sounds.append(sound(w))
+                slots.append(slot)
+            slot_start.append(len(slots))
+            last = rank
+        size = last + 1 if size is None else size
+        if size <= last:
+            raise ValueError(f"size {size} leaves out rank {last}")
+        slot_start.extend(repeat(len(slots), size - last - 1))
+        owner_start, owners = _owners_by_slot(slot_start, slots, len(folded))
+        # fresh, adjacent copies of the words scan faster (see FuzzyMatcher._compact)
+        return cls(_repacked(sounds), _repacked(folded), owner_start, owners, slot_start, slots, threshold, limit)
+
+    def __len__(self) -> int:
+        """The number of ranks."""
+        return len(self._slot_start) - 1
+
+    @property
+    def word_count(self) -> int:
+        """The number of distinct words held."""
+        return len(self._folded)
+
+    def search(
         self,
         query: str,
-        text: str | Iterable[str],
         *,
         prefix: bool = False,
         threshold: float | None = None,
-    ) -> float:
-        """The score ``search`` gives a name ``text`` for ``query``; 0 if it would not match.
+        limit: int | None = None,
+        skip: Container[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        """(rank, score) pairs as ``FuzzyMatcher.search`` gives; ranks in ``skip`` are left out.
 
-        For checking single entries without the index (an approx filter
-        inside an AND, say).  As in ``search``, every query word must
-        reach ``threshold`` (default: the matcher's) on some word of the name.
+        ``skip`` (the contacts changed since the base was made, say) does
+        not count against ``limit``.
         """
-        threshold = self.threshold if threshold is None else float(threshold)
-        qwords = _query_words(query)
-        texts = [text] if isinstance(text, str) else list(text)
-        name_words = [(w, sound(w)) for t in texts for w in words(t)]
-        if not qwords or not name_words:
-            return 0.0
-        total = 0.0
-        for qw in qwords:
-            wanted = sound(qw)
-            score, _ = max(_word_score(qw, wanted, w, s, prefix) for w, s in name_words)
-            if score < threshold or score <= 0:
-                return 0.0
-            total += score
-        return total / len(qwords)
+        return self._search(query, prefix, threshold, limit, () if skip is None else skip)
+
+    def _owners_of(self, slot: int) -> array[int]:
+        start = self._owner_start
+        return self._owners[start[slot] : start[slot + 1]]
+
+    def _slots_of(self, key: int) -> array[int]:
+        start = self._slot_start
+        return self._slots[start[key] : start[key + 1]]
+
+    # -- byte form ---------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The byte form ``from_bytes`` reads.
+
+        Layout (integers unsigned 32-bit little-endian): a header of magic
+        ``DGFZ``, ranks n, words w, (rank, word) pairs p and text bytes t;
+        then the arrays owner_start (w + 1), owners (p), slot_start (n + 1)
+        and slots (p); then t bytes of UTF-8: the w sound forms and then the
+        w folded words, joined by newlines.
+        """
+        text = _SEPARATOR.join(chain(self._sounds, self._folded)).encode("utf-8")
+        arrays = [self._owner_start, self._owners, self._slot_start, self._slots]
+        if sys.byteorder == "big":  # pragma: no cover - little-endian machines only here
+            arrays = [array("I", a) for a in arrays]
+            for a in arrays:
+                a.byteswap()
+        header = _HEADER.pack(_MAGIC, len(self), self.word_count, len(self._owners), len(text))
+        return b"".join([header, *(a.tobytes() for a in arrays), text])
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview, threshold: float = 80, limit: int = 50) -> FrozenFuzzy:
+        """The matcher ``to_bytes`` wrote; ValueError if ``data`` is not one."""
+        view = memoryview(data).cast("B")
+        if len(view) < _HEADER.size:
+            raise ValueError(f"fuzzy index: {len(view)} bytes, shorter than its header")
+        magic, ranks, width, pairs, text_size = _HEADER.unpack_from(view)
+        if magic != _MAGIC:
+            raise ValueError(f"fuzzy index: magic {magic!r}, not {_MAGIC!r}")
+        lengths = (width + 1, pairs, ranks + 1, pairs)
+        expected = _HEADER.size + 4 * sum(lengths) + text_size
+        if len(view) != expected:
+            raise ValueError(f"fuzzy index: {len(view)} bytes where its header says {expected}")
+        arrays = []
+        offset = _HEADER.size
+        for length in lengths:
+            a = array("I")
+            a.frombytes(view[offset : offset + 4 * length])
+            if sys.byteorder == "big":  # pragma: no cover - little-endian machines only here
+                a.byteswap()
+            arrays.append(a)
+            offset += 4 * length
+        owner_start, owners, slot_start, slots = arrays
+        _check_starts(owner_start, pairs, "owner_start")
+        _check_starts(slot_start, pairs, "slot_start")
+        if owners and max(owners) >= ranks:
+            raise ValueError(f"fuzzy index: an owner beyond the {ranks} ranks")
+        if slots and max(slots) >= width:
+            raise ValueError(f"fuzzy index: a slot beyond the {width} words")
+        try:
+            text = str(view[offset:], "utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"fuzzy index: words not UTF-8 ({e})") from None
+        parts = text.split(_SEPARATOR) if width else []
+        if len(parts) != 2 * width or not all(parts):
+            raise ValueError(f"fuzzy index: the text does not hold 2 x {width} words")
+        return cls(parts[:width], parts[width:], owner_start, owners, slot_start, slots, threshold, limit)
+
+
+def _owners_by_slot(slot_start: array[int], slots: array[int], width: int) -> tuple[array[int], array[int]]:
+    """(owner_start, owners) of ``width`` slots from the slots per rank; ranks ascending per slot."""
+    counts = [0] * width
+    for slot in slots:
+        counts[slot] += 1
+    owner_start = array("I", [0])
+    owner_start.extend(accumulate(counts))
+    free = owner_start.tolist()  # per slot: where its next owner goes
+    owners = array("I", bytes(4 * len(slots)))
+    for rank in range(len(slot_start) - 1):
+        for slot in slots[slot_start[rank] : slot_start[rank + 1]]:
+            owners[free[slot]] = rank
+            free[slot] += 1
+    return owner_start, owners
+
+
+def _repacked(strings: list[str]) -> list[str]:
+    """Copies of ``strings`` made one after another (adjacent in memory)."""
+    return _SEPARATOR.join(strings).split(_SEPARATOR) if strings else []
+
+
+def _check_starts(starts: array[int], total: int, name: str) -> None:
+    """ValueError unless ``starts`` runs from 0 to ``total`` without stepping back."""
+    if starts[0] != 0 or starts[-1] != total or not all(map(operator.le, starts, islice(starts, 1, None))):
+        raise ValueError(f"fuzzy index: {name} does not run from 0 up to {total}")
 
 
 def _query_words(query: str) -> list[str]:
@@ -488,6 +767,32 @@ def _bench_names(n: int, seed: int = 7) -> list[str]:
     return names
 
 
+_BENCH_QUERIES = {
+    "word": ("Maier", False),
+    "word_miss": ("Xylophon", False),
+    "two_words": ("Hans Schmit", False),
+    "prefix": ("Schmi", True),
+    "prefix_short": ("Mai", True),
+}
+
+
+def _search_times(matcher: FuzzyMatcher | FrozenFuzzy, rounds: int) -> dict[str, float]:
+    """Median and max milliseconds of each of the ``_BENCH_QUERIES``."""
+    result: dict[str, float] = {}
+    matcher.search("warm up")
+    for label, (query, prefix) in _BENCH_QUERIES.items():
+        times = []
+        for r in range(rounds):
+            if prefix and r % 2 == 0:
+                matcher._cut.clear()  # half of the rounds without the cut-choices cache
+            start = time.perf_counter()
+            matcher.search(query, prefix=prefix)
+            times.append((time.perf_counter() - start) * 1000)
+        result[f"{label}_median_ms"] = statistics.median(times)
+        result[f"{label}_max_ms"] = max(times)
+    return result
+
+
 def bench(n: int = 100_000, rounds: int = 20) -> dict[str, float]:
     """Build a matcher over ``n`` synthetic names and time it; milliseconds unless noted.
 
@@ -504,27 +809,42 @@ def bench(n: int = 100_000, rounds: int = 20) -> dict[str, float]:
         "distinct_words": float(matcher.word_count),
         "build_s": build,
     }
-    queries = {
-        "word": ("Maier", False),
-        "word_miss": ("Xylophon", False),
-        "two_words": ("Hans Schmit", False),
-        "prefix": ("Schmi", True),
-        "prefix_short": ("Mai", True),
-    }
-    matcher.search("warm up")
-    for label, (query, prefix) in queries.items():
-        times = []
-        for r in range(rounds):
-            if prefix and r % 2 == 0:
-                matcher._cut.clear()  # half of the rounds without the cut-choices cache
-            start = time.perf_counter()
-            matcher.search(query, prefix=prefix)
-            times.append((time.perf_counter() - start) * 1000)
-        result[f"{label}_median_ms"] = statistics.median(times)
-        result[f"{label}_max_ms"] = max(times)
+    result.update(_search_times(matcher, rounds))
     start = time.perf_counter()
     for i in range(1000):
         matcher.remove(i)
         matcher.add(i, names[(i * 7919) % n])
     result["update_us_per_contact"] = (time.perf_counter() - start) / 1000 * 1e6
+    return result
+
+
+def bench_frozen(n: int = 1_000_000, rounds: int = 20) -> dict[str, float]:
+    """Build a ``FrozenFuzzy`` over ``n`` synthetic names, write it, read it back and time its searches.
+
+    Seconds for building and loading, milliseconds for searches (the same
+    queries as ``bench``).  The searches run slower here than in a process
+    that only loads (at 1M, 64 against 39 ms for a word): the loaded words
+    fill the holes building left, scattered over the heap.  Run: ``python
+    -c "from gateway.fuzzy import bench_frozen; print(bench_frozen())"``.
+    """
+    names = _bench_names(n)
+    start = time.perf_counter()
+    built = FrozenFuzzy.build(enumerate(names))
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    data = built.to_bytes()
+    write = time.perf_counter() - start
+    start = time.perf_counter()
+    matcher = FrozenFuzzy.from_bytes(data)
+    load = time.perf_counter() - start
+    del built
+    result: dict[str, float] = {
+        "names": float(n),
+        "distinct_words": float(matcher.word_count),
+        "build_s": build,
+        "to_bytes_s": write,
+        "bytes_per_rank": len(data) / n,
+        "from_bytes_s": load,
+    }
+    result.update(_search_times(matcher, rounds))
     return result

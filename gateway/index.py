@@ -9,27 +9,30 @@ from __future__ import annotations
 
 import gc
 import heapq
+import json
 import sys
 from bisect import bisect_left
 from contextlib import contextmanager
 from functools import lru_cache
 from itertools import islice
 from operator import itemgetter
-from typing import Iterable, Iterator
+from collections.abc import Sequence
+from typing import Callable, Iterable, Iterator
 
 from sortedcontainers import SortedList
 
+from gateway.compact import BUCKET, CompactIndex, Row, SortedTexts
 from gateway.graph.parse import Change, Remove, Upsert
 from gateway.ldap.schema import NAME_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
-from gateway.model import Contact
+from gateway.model import Contact, Phone
 from gateway.numbers import NumberSettings, StoredNumber, hints_from_tallies, parse_stored, region_hints, region_tally
-from gateway.fuzzy import FuzzyMatcher, index_variants
+from gateway.fuzzy import FrozenFuzzy, FuzzyMatcher, index_variants
 from gateway.text import fold, fold_unique
 
 #: Attributes matched under umlaut-transcription variants ("Mueller" finds "Müller").
 VARIANT_ATTRIBUTES = frozenset(("cn", "sn", "givenName", "displayName", "o", "ou", "title"))
-#: Length of the value prefix that groups name entries for searches in result order.
-BUCKET = 3
+#: Contacts of the compact base kept as full entries once a search has needed them.
+MATERIALIZED = 16_384
 
 #: Attributes whose words the fuzzy matcher knows.
 FUZZY_ATTRIBUTES = ("cn", "sn", "givenName", "displayName", "o")
@@ -152,7 +155,8 @@ class ContactIndex:
 
     def __init__(self, profiles: Iterable[SourceProfile] = (), fuzzy_threshold: float = 80.0) -> None:
         self.profiles: dict[str, SourceProfile] = {p.name: p for p in profiles}
-        self.fuzzy = FuzzyMatcher(threshold=fuzzy_threshold, limit=200)
+        self._fuzzy = FuzzyMatcher(threshold=fuzzy_threshold, limit=200)
+        self.fuzzy = IndexFuzzy(self)
         self._by_key: dict[ContactKey, IndexedContact] = {}
         self._sort_of: dict[ContactKey, tuple] = {}  # contact key -> its result-order key
         self._by_uid: dict[str, IndexedContact] = {}
@@ -179,6 +183,17 @@ class ContactIndex:
         # contacts inserted by the batch being applied: their sorted-list entries are added in bulk
         # at its end
         self._pending: dict[ContactKey, IndexedContact] = {}
+        # The compact base (gateway.compact, from a snapshot) holds the contacts not changed
+        # since it was made; the structures above hold the others.  A base rank in _hidden is
+        # removed or superseded; a base contact a search needs is made a full entry, kept in
+        # _materialized for a while.
+        self._base: CompactIndex | None = None
+        self._base_fuzzy: FrozenFuzzy | None = None
+        self._hidden: set[int] = set()
+        self._base_counts: dict[str, int] = {}
+        self._materialized: dict[int, IndexedContact] = {}
+        self._base_ranks: dict[ContactKey, int] = {}  # contact key -> base rank, as looked up
+        self._adopted: set[tuple[str, str]] = set()  # companies whose base members are in _companies
 
     # -- changes ---------------------------------------------------------
 
@@ -187,7 +202,7 @@ class ContactIndex:
         old = self.profiles.get(profile.name)
         self.profiles[profile.name] = profile
         if old is not None and (old.priority, old.numbers) != (profile.priority, profile.numbers):
-            contacts = [e.contact for e in self._by_key.values() if e.contact.source == profile.name]
+            contacts = list(self.contacts(profile.name))
             with _collector_paused(len(contacts) >= PAUSE_COLLECTOR_AT):
                 for contact in contacts:
                     self._remove(contact.key)
@@ -202,13 +217,22 @@ class ContactIndex:
 
     def _entry(self, contact: Contact) -> IndexedContact:
         ckey = company_key(contact)
+        if ckey:
+            self._adopt_company(ckey)
         hints = self._company_hints.get(ckey, ()) if ckey else ()
         return IndexedContact(contact, self._profile(contact.source), hints)
 
     def unchanged(self, contact: Contact) -> bool:
         """True when the index already holds exactly this contact."""
-        current = self._by_key.get(contact.key)
-        return current is not None and current.contact == contact
+        return self._contact_of(contact.key) == contact
+
+    def _contact_of(self, key: ContactKey) -> Contact | None:
+        """The contact held under ``key`` (a base contact is read, not made an entry)."""
+        entry = self._by_key.get(key)
+        if entry is not None:
+            return entry.contact
+        rank = self._live_rank(key)
+        return None if rank is None else self._base_contact(rank)[0]
 
     def apply(self, changes: Iterable[Change | Prepared]) -> tuple[int, int]:
         """Apply a batch of changes in one go; returns (upserted, removed). Idempotent."""
@@ -220,8 +244,7 @@ class ContactIndex:
             for change in changes:
                 if isinstance(change, Prepared):
                     entry = change.entry
-                    current = self._by_key.get(entry.key)
-                    if current is not None and current.contact == entry.contact:
+                    if self._contact_of(entry.key) == entry.contact:
                         continue
                     self._remove(entry.key)
                     self._insert(entry)
@@ -258,10 +281,10 @@ class ContactIndex:
         def members(ckey: tuple[str, str]) -> dict[ContactKey, Tally]:
             planned = members_of.get(ckey)
             if planned is None:
+                self._adopt_company(ckey)
                 planned = members_of[ckey] = dict(self._companies.get(ckey, {}))
             return planned
 
-        by_key = self._by_key
         for change in changes:
             if isinstance(change, (Prepared, Upsert)):
                 contact: Contact | None = change.entry.contact if isinstance(change, Prepared) else change.contact
@@ -270,11 +293,7 @@ class ContactIndex:
                 contact, key = None, (change.source, change.id)
             else:
                 continue
-            if key in contact_now:
-                before = contact_now[key]
-            else:
-                entry = by_key.get(key)
-                before = entry.contact if entry is not None else None
+            before = contact_now[key] if key in contact_now else self._contact_of(key)
             if before is None and contact is None:
                 continue  # removing what is not there
             if contact is not None and before == contact:
@@ -329,7 +348,7 @@ class ContactIndex:
                 continue
             self._company_hints[ckey] = hints
             for key in list(members):
-                entry = self._by_key.get(key)
+                entry = self.get(key)
                 if entry is None:
                     continue
                 if entry.company_hints != hints:
@@ -347,17 +366,16 @@ class ContactIndex:
     def replace_source(self, source: str, contacts: Iterable[Contact]) -> tuple[int, int]:
         """Make a source's contacts exactly ``contacts`` (a full import's result)."""
         incoming = {c.key: c for c in contacts}
-        stale = [k for k, e in self._by_key.items() if k[0] == source and k not in incoming]
+        stale = [k for k in self._keys_of(source) if k not in incoming]
         changes: list[Change] = [Remove(source=k[0], id=k[1]) for k in stale]
         for key, contact in incoming.items():
-            current = self._by_key.get(key)
-            if current is None or current.contact != contact:
+            if self._contact_of(key) != contact:
                 changes.append(Upsert(contact))
         return self.apply(changes)
 
     def drop_source(self, source: str) -> int:
         """Remove every contact of a source."""
-        keys = [k for k in self._by_key if k[0] == source]
+        keys = list(self._keys_of(source))
         self.apply(Remove(source=k[0], id=k[1]) for k in keys)
         self.profiles.pop(source, None)
         return len(keys)
@@ -376,13 +394,14 @@ class ContactIndex:
         contact = entry.contact
         ckey = company_key(contact)
         if ckey is not None:
+            self._adopt_company(ckey)
             self._companies.setdefault(ckey, {})[key] = self._tally(contact)
             self._dirty_companies.add(ckey)
         self._by_key[key] = entry
         self._by_uid[entry.uid] = entry
         self._sort_of[key] = entry.sort_key
         self._pending[key] = entry
-        self.fuzzy.add(key, [v for attr in FUZZY_ATTRIBUTES for v in entry.values.get(attr, ())])
+        self._fuzzy.add(key, _fuzzy_texts(entry))
         by_number, by_alternative = self._by_number, self._by_alternative
         for number in entry.all_numbers():
             for k in number.match_keys():
@@ -442,7 +461,7 @@ class ContactIndex:
     def _remove(self, key: ContactKey) -> bool:
         entry = self._by_key.pop(key, None)
         if entry is None:
-            return False
+            return self._remove_from_base(key)
         unsorted = self._pending.pop(key, None) is not None  # its sorted-list entries were never added
         ckey = company_key(entry.contact)
         if ckey is not None:
@@ -468,7 +487,7 @@ class ContactIndex:
                         self._texts.pop((attr, bucket), None)
             for form in _search_forms(entry):
                 self._number_forms.discard((form, key))
-        self.fuzzy.remove(key)
+        self._fuzzy.remove(key)
         for number in entry.all_numbers():
             for k in number.match_keys():
                 _discard(self._by_number, k, key)
@@ -481,65 +500,99 @@ class ContactIndex:
     # -- lookups ---------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return len(self._by_key) + sum(self._base_counts.values())
 
     def count_by_source(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for source, _ in self._by_key:
             counts[source] = counts.get(source, 0) + 1
+        for source, count in self._base_counts.items():
+            if count:
+                counts[source] = counts.get(source, 0) + count
         return counts
 
     def get(self, key: ContactKey) -> IndexedContact | None:
-        return self._by_key.get(key)
+        entry = self._by_key.get(key)
+        if entry is not None or self._base is None:
+            return entry
+        rank = self._live_rank(key)
+        return None if rank is None else self._base_entry(rank)
 
     def by_uid(self, uid: str) -> IndexedContact | None:
         """The contact whose ``uid`` RDN value is ``uid`` (case-insensitive)."""
-        return self._by_uid.get(fold(uid))
+        folded = fold(uid)
+        entry = self._by_uid.get(folded)
+        if entry is not None or self._base is None:
+            return entry
+        for rank in self._base.ranks_of_uid(folded):
+            if rank not in self._hidden:
+                return self._base_entry(rank)
+        return None
 
     def contacts(self, source: str | None = None) -> Iterator[Contact]:
-        for key, entry in self._by_key.items():
+        for key, entry in list(self._by_key.items()):
             if source is None or key[0] == source:
                 yield entry.contact
+        for rank in self._base_ranks_of(source):
+            yield self._base_contact(rank)[0]
 
     def in_order(self) -> Iterator[IndexedContact]:
         """Every contact, by source priority then name."""
         by_key = self._by_key
-        for sort_key in list(self._sorted):
-            entry = by_key.get((sort_key[2], sort_key[3]))
-            if entry is not None:
-                yield entry
+        own = (by_key[(k[2], k[3])] for k in list(self._sorted) if (k[2], k[3]) in by_key)
+        if self._base is None:
+            yield from own
+            return
+        hidden = self._hidden
+        base = (self._base_entry(r, keep=False) for r in range(len(self._base)) if r not in hidden)
+        yield from heapq.merge(own, base, key=_sort_key)
 
     def has_number(self, number_key: str) -> bool:
-        return number_key in self._by_number
+        return number_key in self._by_number or self._in_base(self._base and self._base.numbers, number_key)
 
     def with_number(self, number_key: str) -> set[ContactKey]:
         """Contacts having a number whose match key is ``number_key``."""
-        return _keys_of(self._by_number.get(number_key))
+        return self._with(self._by_number, "numbers", number_key)
 
     def has_alternative(self, number_key: str) -> bool:
-        return number_key in self._by_alternative
+        return number_key in self._by_alternative or self._in_base(self._base and self._base.alternatives, number_key)
 
     def with_alternative(self, number_key: str) -> set[ContactKey]:
         """Contacts with a lower-priority reading (another country's national format) of ``number_key``."""
-        return _keys_of(self._by_alternative.get(number_key))
+        return self._with(self._by_alternative, "alternatives", number_key)
 
     def with_head(self, head: str) -> set[ContactKey]:
         """Contacts that stand for the company of head number ``head``: its switchboard number's
         contacts and company records (no personal name) with a number under that head."""
-        return _keys_of(self._by_head.get(head))
+        return self._with(self._by_head, "heads", head)
+
+    def _with(self, mapping: dict[str, ContactKey | set[ContactKey]], table: str, k: str) -> set[ContactKey]:
+        keys = _keys_of(mapping.get(k))
+        if self._base is None:
+            return keys
+        ranks = getattr(self._base, table).equal(k)
+        if not ranks:
+            return keys
+        return keys | self._base_keys(ranks)
 
     def name_prefix(self, attr: str, folded_prefix: str) -> set[ContactKey]:
         """Contacts whose folded ``attr`` starts with ``folded_prefix``."""
         names = self._names.get(attr)
         if names is None:
             return set()
-        return _keys_between(names, (folded_prefix,), (folded_prefix + "\U0010ffff",))
+        keys = _keys_between(names, (folded_prefix,), (folded_prefix + "\U0010ffff",))
+        if self._base is not None:
+            keys |= self._base_keys(self._base_name_ranks(attr, folded_prefix, True))
+        return keys
 
     def name_equal(self, attr: str, folded_value: str) -> set[ContactKey]:
         names = self._names.get(attr)
         if names is None:
             return set()
-        return _keys_between(names, (folded_value,), (folded_value, ("\U0010ffff",)))
+        keys = _keys_between(names, (folded_value,), (folded_value, ("\U0010ffff",)))
+        if self._base is not None:
+            keys |= self._base_keys(self._base_name_ranks(attr, folded_value, False))
+        return keys
 
     def names_in_order(self, items: Iterable[tuple[str, str, bool]]) -> Iterator[IndexedContact]:
         """Contacts matching any (attribute, folded value, is prefix) item, lazily, in result order.
@@ -549,6 +602,16 @@ class ContactIndex:
         that needs 50 stops after 50 however many contacts match.  A prefix as long as the
         bucket's takes the whole bucket; a longer one is found in the bucket's text.
         """
+        items = list(items)
+        own = self._own_names_in_order(items)
+        if self._base is None:
+            return own
+        hidden = self._hidden
+        ranks = heapq.merge(*self._base_name_streams(items))
+        base = (self._base_entry(r) for r in _distinct(ranks) if r not in hidden)
+        return heapq.merge(own, base, key=_sort_key)
+
+    def _own_names_in_order(self, items: list[tuple[str, str, bool]]) -> Iterator[IndexedContact]:
         streams = [iter(s) for s in self._name_streams(items)]
         by_key = self._by_key
         last = None
@@ -563,6 +626,7 @@ class ContactIndex:
     def names_first(self, items: Iterable[tuple[str, str, bool]], count: int) -> list[IndexedContact]:
         """The first ``count`` contacts of ``names_in_order(items)``: the first ``count`` of each
         bucket (sliced in C for whole buckets) hold them, so they are merged by one sort."""
+        items = list(items)
         heads: set[tuple] = set()
         for stream in self._name_streams(items):
             heads.update(_first_distinct(stream, count))
@@ -573,7 +637,13 @@ class ContactIndex:
             if entry is None:  # never expected (buckets follow the contacts); the careful way then
                 return list(islice(self.names_in_order(items), count))
             out.append(entry)
-        return out
+        if self._base is None:
+            return out
+        ranks: set[int] = set()
+        for stream in self._base_name_streams(items):
+            ranks.update(_first_ranks(stream, count, self._hidden))
+        base = [self._base_entry(r) for r in sorted(ranks)[:count]]
+        return list(heapq.merge(out, base, key=_sort_key))[:count]
 
     def _name_streams(self, items: Iterable[tuple[str, str, bool]]) -> list:
         """Per item, the sort keys of its matches in order: a list (a whole bucket), matches in a
@@ -607,17 +677,26 @@ class ContactIndex:
 
     def number_prefix(self, prefix: str) -> set[ContactKey]:
         """Contacts with a number search form starting with ``prefix``."""
-        return _keys_between(self._number_forms, (prefix,), (prefix + "\U0010ffff",))
+        keys = _keys_between(self._number_forms, (prefix,), (prefix + "\U0010ffff",))
+        if self._base is not None:
+            keys |= self._base_keys(self._base.forms.prefixed(prefix))
+        return keys
 
     def ordered(self, keys: Iterable[ContactKey]) -> list[IndexedContact]:
         """The contacts of ``keys`` by source priority then name."""
         by_key = self._by_key
-        entries = [by_key[k] for k in keys if k in by_key]
+        if self._base is None:
+            entries = [by_key[k] for k in keys if k in by_key]
+        else:
+            entries = [e for e in map(self.get, keys) if e is not None]
         entries.sort(key=_sort_key)
         return entries
 
     def ordered_lazily(self, keys: Iterable[ContactKey], first: int) -> Iterator[IndexedContact]:
         """Like ``ordered``, but sorts only the first ``first`` unless more are consumed."""
+        if self._base is not None:
+            yield from self.ordered(keys)
+            return
         by_key = self._by_key
         if not isinstance(keys, (set, frozenset)):
             keys = set(keys)
@@ -635,9 +714,384 @@ class ContactIndex:
             if entry is not None:
                 yield entry
 
+    # -- the compact base ------------------------------------------------
+
+    def adopt_base(self, base: CompactIndex, keep: Iterable[str] | None = None) -> None:
+        """Serve the contacts of ``base`` (made by ``make_base``, say from a snapshot) without
+        reading them; only for an index that holds nothing yet.
+
+        ``keep``: the sources to serve (default: all of the base's); the others' contacts
+        are left out.  A kept source whose settings differ from those the base was made with
+        has its contacts read again, as changes.
+        """
+        if self._by_key or self._base is not None:
+            raise ValueError("a base can only be adopted by an empty index")
+        kept = set(base.sources if keep is None else keep)
+        self._base = base
+        self._base_fuzzy = (FrozenFuzzy.from_bytes(base.fuzzy, threshold=self._fuzzy.threshold, limit=self._fuzzy.limit)
+                            if base.fuzzy else None)
+        reread: list[Contact] = []
+        for source, fingerprint in base.sources.items():
+            ranks = base.keys.prefixed(source + "\x1f")
+            self._base_counts[source] = len(ranks)
+            if source not in kept:
+                self._hidden.update(ranks)
+                self._base_counts[source] = 0
+            elif fingerprint != self.fingerprint(source):
+                reread.extend(self._base_contact(r)[0] for r in ranks)
+                self._hidden.update(ranks)
+                self._base_counts[source] = 0
+        if reread:
+            self.apply(Upsert(c) for c in reread)
+        self.generation += 1
+
+    @property
+    def has_base(self) -> bool:
+        return self._base is not None
+
+    def rebase(self, base: CompactIndex, generation: int) -> bool:
+        """Serve ``base`` (made by ``base_maker``) instead of everything held now, unless the
+        index has changed since ``generation`` or has a base already; True when it did."""
+        if generation != self.generation or self._base is not None:
+            return False
+        fresh = ContactIndex(self.profiles.values(), self._fuzzy.threshold)
+        fresh.adopt_base(base)
+        if fresh._by_key:  # settings changed meanwhile
+            return False
+        self.__dict__.update(fresh.__dict__)
+        self.fuzzy = IndexFuzzy(self)
+        self.generation = generation + 1
+        return True
+
+    def base_maker(self, sources: Iterable[str] = ()) -> tuple[Callable[[], CompactIndex], int]:
+        """(what makes a base of every contact held now, the generation it is of): the
+        contacts are taken now; the base is made when called, in a thread if need be.
+        ``sources``: sources to list in the base even when they have no contacts."""
+        entries = self.base_entries()
+        names = set(sources) | set(self.count_by_source())
+        fingerprints = {s: self.fingerprint(s) for s in sorted(names)}
+        places = self.member_places()
+        return (lambda: build_base(entries, fingerprints, places)), self.generation
+
+    def base_and_changes(self) -> tuple[CompactIndex, list[list[str]], list[bytes]]:
+        """The base, the keys of its contacts removed or changed since, and the records of the
+        contacts held besides it (``encode_record``): a snapshot's index without a new base."""
+        assert self._base is not None
+        key_of = self._base.key_of
+        removed = [list(key_of(r)) for r in sorted(self._hidden)]
+        return self._base, removed, [encode_record(e) for e in self._by_key.values()]
+
+    def contacts_view(self, source: str) -> Sequence[Contact]:
+        """The contacts of a source as a sequence that reads base contacts when sliced: taken now,
+        read later (in a snapshot's writing thread)."""
+        own = [e.contact for k, e in self._by_key.items() if k[0] == source]
+        if self._base is None:
+            return tuple(own)
+        return _ContactsView(own, self._base, list(self._base_ranks_of(source)))
+
+    def fingerprint(self, source: str) -> str:
+        """What a source's base rows depend on besides its contacts: its priority and number settings."""
+        profile = self._profile(source)
+        return f"{profile.priority}|{profile.numbers!r}"
+
+    def make_base(self) -> CompactIndex:
+        """A compact base of every contact held now (slow: see ``base_maker``)."""
+        return self.base_maker()[0]()
+
+    def member_places(self) -> dict[ContactKey, int]:
+        """Each company member's place among its colleagues (ties between their regions go by it)."""
+        places: dict[ContactKey, int] = {}
+        for members in self._companies.values():
+            places.update((key, place) for place, key in enumerate(members))
+        base = self._base
+        if base is not None:  # companies that have not changed since: their members in the base's order
+            table, hidden, place, last = base.companies, self._hidden, 0, None
+            for i, rank in enumerate(table.ranks):
+                company = table.value(i)
+                place = place + 1 if company == last else 0
+                last = company
+                if rank not in hidden and tuple(company.split("\x1f", 1)) not in self._adopted:
+                    places[base.key_of(rank)] = place
+        return places
+
+    def base_entries(self) -> list[IndexedContact]:
+        """Every contact as an entry, for ``build_base``; the list is a copy, safe to use in a thread."""
+        entries = list(self._by_key.values())
+        if self._base is not None:
+            hidden = self._hidden
+            entries.extend(self._base_entry(r, keep=False) for r in range(len(self._base)) if r not in hidden)
+        return entries
+
+    def _base_contact(self, rank: int) -> tuple[Contact, tuple[str, ...]]:
+        """The contact of a base rank and its company's region hints, read from its record."""
+        assert self._base is not None
+        return decode_record(self._base.record(rank))
+
+    def _base_entry(self, rank: int, keep: bool = True) -> IndexedContact:
+        entry = self._materialized.get(rank)
+        if entry is None:
+            contact, hints = self._base_contact(rank)
+            entry = IndexedContact(contact, self._profile(contact.source), hints)
+            if keep:
+                materialized = self._materialized
+                if len(materialized) >= MATERIALIZED:
+                    del materialized[next(iter(materialized))]
+                materialized[rank] = entry
+        return entry
+
+    def _live_rank(self, key: ContactKey) -> int | None:
+        """The base rank of ``key``, None when the base does not serve it."""
+        if self._base is None:
+            return None
+        rank = self._base_ranks.get(key)
+        if rank is None:
+            rank = self._base.rank_of(key)
+            if rank is None:
+                return None
+            self._remember_rank(key, rank)
+        return None if rank in self._hidden else rank
+
+    def _remember_rank(self, key: ContactKey, rank: int) -> None:
+        ranks = self._base_ranks
+        if len(ranks) >= MATERIALIZED:
+            del ranks[next(iter(ranks))]
+        ranks[key] = rank
+
+    def _base_keys(self, ranks: Iterable[int]) -> set[ContactKey]:
+        """The keys of the base contacts of ``ranks`` still served."""
+        hidden = self._hidden
+        out = set()
+        assert self._base is not None
+        key_of = self._base.key_of
+        for rank in ranks:
+            if rank not in hidden:
+                key = key_of(rank)
+                self._remember_rank(key, rank)
+                out.add(key)
+        return out
+
+    def _base_ranks_of(self, source: str | None) -> Iterator[int]:
+        """The base ranks served, of one source or all."""
+        if self._base is None:
+            return
+        hidden = self._hidden
+        ranks = range(len(self._base)) if source is None else self._base.keys.prefixed(source + "\x1f")
+        for rank in ranks:
+            if rank not in hidden:
+                yield rank
+
+    def _keys_of(self, source: str) -> list[ContactKey]:
+        """Every contact key of a source."""
+        keys = [k for k in self._by_key if k[0] == source]
+        if self._base is not None:
+            keys.extend(self._base.key_of(r) for r in self._base_ranks_of(source))
+        return keys
+
+    def _in_base(self, table: SortedTexts | None, k: str) -> bool:
+        if table is None:
+            return False
+        hidden = self._hidden
+        return any(r not in hidden for r in table.equal(k))
+
+    def _base_name_ranks(self, attr: str, wanted: str, prefix: bool) -> Iterable[int]:
+        """Base ranks whose ``attr`` has a value equal to (or starting with) ``wanted``."""
+        assert self._base is not None
+        table = self._base.names.get(attr)
+        if table is None:
+            return ()
+        if attr not in self._base.bucketed:
+            return table.prefixed(wanted) if prefix else table.equal(wanted)
+        return [r for stream in self._base_name_streams([(attr, wanted, prefix)]) for r in stream]
+
+    def _base_name_streams(self, items: Iterable[tuple[str, str, bool]]) -> list:
+        """Per item, the base ranks of its matches in result order (repeating where a contact has
+        several matching variants)."""
+        assert self._base is not None
+        streams: list = []
+        for attr, wanted, prefix in items:
+            table = self._base.names.get(attr)
+            if table is None or attr not in self._base.bucketed:
+                continue
+            if not prefix:
+                streams.append(table.whole(wanted, *table.bucket(wanted[:BUCKET])))
+            elif len(wanted) == BUCKET:
+                lo, hi = table.bucket(wanted)
+                streams.append(table.ranks[lo:hi])
+            elif len(wanted) > BUCKET:
+                streams.append(table.starting(wanted, *table.bucket(wanted[:BUCKET])))
+            else:
+                streams.extend(table.ranks[lo:hi] for lo, hi in table.buckets_under(wanted))
+        return streams
+
+    def _remove_from_base(self, key: ContactKey) -> bool:
+        rank = self._live_rank(key)
+        if rank is None:
+            return False
+        contact = self._base_contact(rank)[0]
+        ckey = company_key(contact)
+        if ckey is not None:
+            self._adopt_company(ckey)
+            members = self._companies.get(ckey)
+            if members is not None:
+                members.pop(key, None)
+                if not members:
+                    del self._companies[ckey]
+            self._dirty_companies.add(ckey)
+        self._hidden.add(rank)
+        self._materialized.pop(rank, None)
+        self._base_counts[key[0]] -= 1
+        return True
+
+    def _adopt_company(self, ckey: tuple[str, str]) -> None:
+        """Bring the base members of a company (their tallies) into ``_companies`` before it changes."""
+        if self._base is None or ckey in self._adopted:
+            return
+        self._adopted.add(ckey)
+        hidden = self._hidden
+        members: dict[ContactKey, Tally] = {}
+        for rank in self._base.companies.equal(company_text(ckey)):
+            if rank not in hidden:
+                contact, hints = self._base_contact(rank)
+                members[contact.key] = self._tally(contact)
+                if ckey not in self._company_hints and hints:
+                    self._company_hints[ckey] = hints
+        if members:
+            members.update(self._companies.get(ckey, {}))
+            self._companies[ckey] = members
+
+
+class _ContactsView(Sequence):
+    """Contacts held as entries, then base contacts read from their records when asked for."""
+
+    def __init__(self, own: list[Contact], base: CompactIndex, ranks: list[int]) -> None:
+        self._own = own
+        self._base = base
+        self._ranks = ranks
+
+    def __len__(self) -> int:
+        return len(self._own) + len(self._ranks)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        own = len(self._own)
+        if i < own:
+            return self._own[i]
+        return decode_record(self._base.record(self._ranks[i - own]))[0]
+
+
+class IndexFuzzy:
+    """Fuzzy name search over an index's own contacts and its base's, as one matcher."""
+
+    def __init__(self, index: ContactIndex) -> None:
+        self._index = index
+
+    def search(self, query: str, *, prefix: bool = False, threshold: float | None = None,
+               limit: int | None = None) -> list[tuple[ContactKey, float]]:
+        index = self._index
+        found = index._fuzzy.search(query, prefix=prefix, threshold=threshold, limit=limit)
+        base = index._base_fuzzy
+        if base is None:
+            return found
+        limit = index._fuzzy.limit if limit is None else limit
+        more = base.search(query, prefix=prefix, threshold=threshold, limit=limit, skip=index._hidden)
+        if not more:
+            return found
+        assert index._base is not None
+        key_of = index._base.key_of
+        merged = found + [(key_of(rank), score) for rank, score in more]
+        merged.sort(key=lambda pair: -pair[1])  # stable: ties keep their order
+        return merged[:limit]
+
+    def score(self, query: str, text: str | Iterable[str], *, prefix: bool = False,
+              threshold: float | None = None) -> float:
+        return self._index._fuzzy.score(query, text, prefix=prefix, threshold=threshold)
+
+
+def company_text(ckey: tuple[str, str]) -> str:
+    """A company key as the base keeps it."""
+    return f"{ckey[0]}\x1f{ckey[1]}"
+
+
+def encode_record(entry: IndexedContact) -> bytes:
+    """A contact and its company's region hints as the base keeps them (``decode_record``)."""
+    c = entry.contact
+    return json.dumps([c.source, c.id, c.display_name, c.given_name, c.surname, c.company, c.department,
+                       c.job_title, c.mail, [[p.kind, p.number] for p in c.phones], list(entry.company_hints)],
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def decode_record(record: bytes) -> tuple[Contact, tuple[str, ...]]:
+    source, cid, display, given, surname, company, department, title, mail, phones, hints = json.loads(record)
+    contact = Contact(source, cid, display, given, surname, company, department, title, mail,
+                      tuple([Phone(kind, number) for kind, number in phones]))
+    return contact, tuple(hints)
+
+
+def base_row(entry: IndexedContact, member: int = 0) -> Row:
+    """What the base keeps of an entry (``member``: its place among its company's members)."""
+    contact = entry.contact
+    heads = []
+    numbers: dict[str, None] = {}
+    alternatives: dict[str, None] = {}
+    for number in entry.all_numbers():
+        numbers.update(dict.fromkeys(number.match_keys()))
+        alternatives.update(dict.fromkeys(number.alternative_keys()))
+        if number.head and (number.is_head or contact.is_company_record):
+            heads.append(number.head)
+    ckey = company_key(contact)
+    return Row(entry.sort_key, contact.key, entry.uid, encode_record(entry), numbers, alternatives,
+               dict.fromkeys(heads), _search_forms(entry), dict(_indexed_names(entry)),
+               company_text(ckey) if ckey else "", member, _fuzzy_texts(entry))
+
+
+def build_base(entries: Iterable[IndexedContact], sources: dict[str, str],
+               members: dict[ContactKey, int] | None = None) -> CompactIndex:
+    """The compact base of ``entries`` (``sources``: their sources' fingerprints; ``members``:
+    their places among their companies' members, default their order)."""
+    def fuzzy(ranked: list[Row]) -> bytes:
+        texts = ((rank, row.fuzzy_texts) for rank, row in enumerate(ranked))
+        return FrozenFuzzy.build(texts, size=len(ranked)).to_bytes()
+
+    entries = list(entries)
+    if members is None:
+        members = {e.key: place for place, e in enumerate(entries)}
+    return CompactIndex.build([base_row(e, members.get(e.key, 0)) for e in entries], sources,
+                              VARIANT_ATTRIBUTES, fuzzy)
+
 
 #: Compares greater than every sort key (their first item is an int).
 _AFTER_ALL = (float("inf"),)
+
+
+def _distinct(ranks: Iterable[int]) -> Iterator[int]:
+    """Ranks in order without repeats (a sorted stream repeats a contact's rank once per variant)."""
+    last = -1
+    for rank in ranks:
+        if rank != last:
+            last = rank
+            yield rank
+
+
+def _first_ranks(stream: Iterable[int], count: int, hidden: set[int]) -> list[int]:
+    """The first ``count`` distinct ranks of a stream that are not ``hidden``."""
+    head: dict[int, None] = {}
+    for rank in stream:
+        if rank not in hidden:
+            head[rank] = None
+            if len(head) >= count:
+                break
+    return list(head)
+
+
+def _fuzzy_texts(entry: IndexedContact) -> list[str]:
+    """The names the fuzzy matcher knows a contact by."""
+    values = entry.values
+    return [v for attr in FUZZY_ATTRIBUTES for v in values.get(attr, ())]
 
 
 def _first_distinct(stream, count: int) -> list[tuple]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -22,6 +23,10 @@ from gateway.sources.json_file import JsonFileSource
 __all__ = ["Gateway", "make_gateway", "number_settings", "ListenerService"]
 
 log = Logger()
+
+#: Snapshot extensions (gateway.snapshot.codec): the index's compact base, and the changes since.
+BASE_EXTENSION = "index-base"
+CHANGES_EXTENSION = "index-changes"
 
 
 def number_settings(config: NumbersConfig) -> N.NumberSettings:
@@ -152,42 +157,38 @@ class Gateway:
             self.admin.setServiceParent(self.service)
 
     def _load_snapshot(self) -> dict[str, Any]:
-        """Serve what the newest snapshot holds; returns the saved sync states by source."""
+        """Serve what the newest snapshot holds; returns the saved sync states by source.
+
+        A snapshot with the index's compact base is served from it without reading its
+        contacts one by one (a restart answers at once); without one (or with one that no
+        longer fits), its contacts are read into the index.
+        """
         from gateway.snapshot.keeper import SnapshotKeeper
         from gateway.snapshot.store import FileSnapshotStore
-        from gateway.sync.m365 import SyncState
 
         config = self.config
         self.snapshots = SnapshotKeeper(
             FileSnapshotStore(config.snapshot.directory or ""), self._snapshot_sources, self.reactor, self.clock,
             interval=config.snapshot.interval, on_saved=self.metrics_snapshot_saved,
+            extensions=self._snapshot_extensions,
         )
         self.snapshots.setServiceParent(self.service)
-        snapshot = self.snapshots.load()
-        states: dict[str, Any] = {}
+        snapshot = self.snapshots.load(contacts=False)
         if snapshot is None:
-            return states
-        configured = {s.name: s for s in config.sources}
+            return {}
         import gc
 
         collecting = gc.isenabled()
         gc.disable()  # a million long-lived objects and no garbage: collections would only cost time
         try:
-            for name, saved in snapshot.sources.items():
-                source = configured.get(name)
-                if source is None:
-                    log.info("snapshot: source {source} is no longer configured; its contacts are dropped",
-                             source=name)
-                    continue
-                if source.type != "m365_mail_contacts":
-                    continue  # a file source reads its file
-                state = SyncState.from_dict(saved.sync)
-                if state.identity is not None and tuple(state.identity) != source.options["m365"].identity():
-                    log.info("snapshot: source {source} now reads another tenant or app; it imports afresh",
-                             source=name)
-                    continue
-                self.index.replace_source(name, saved.contacts)
-                states[name] = state
+            states = self._saved_states(snapshot, log_dropped=True)
+            if not self._serve_base(snapshot, states):
+                snapshot = self.snapshots.load()
+                if snapshot is None:
+                    return {}
+                states = self._saved_states(snapshot, log_dropped=False)
+                for name in states:
+                    self.index.replace_source(name, snapshot.sources[name].contacts)
             # The loaded index stays: out of the collector's scans from now on (as after start()),
             # rather than gone through once more by the first collections after the load.
             gc.freeze()
@@ -195,6 +196,57 @@ class Gateway:
             if collecting:
                 gc.enable()
         return states
+
+    def _saved_states(self, snapshot: Any, log_dropped: bool) -> dict[str, Any]:
+        """The sync states of the snapshot's sources that are to be served again."""
+        from gateway.sync.m365 import SyncState
+
+        configured = {s.name: s for s in self.config.sources}
+        states: dict[str, Any] = {}
+        for name, saved in snapshot.sources.items():
+            source = configured.get(name)
+            if source is None:
+                if log_dropped:
+                    log.info("snapshot: source {source} is no longer configured; its contacts are dropped",
+                             source=name)
+                continue
+            if source.type != "m365_mail_contacts":
+                continue  # a file source reads its file
+            state = SyncState.from_dict(saved.sync)
+            if state.identity is not None and tuple(state.identity) != source.options["m365"].identity():
+                if log_dropped:
+                    log.info("snapshot: source {source} now reads another tenant or app; it imports afresh",
+                             source=name)
+                continue
+            states[name] = state
+        return states
+
+    def _serve_base(self, snapshot: Any, states: dict[str, Any]) -> bool:
+        """Serve the snapshot's compact base, with the changes saved since it was made; False
+        when it has none that fits."""
+        from gateway.compact import CompactIndex
+        from gateway.index import decode_record
+        from gateway.graph.parse import Remove, Upsert
+
+        data = snapshot.extensions.get(BASE_EXTENSION)
+        if not data:
+            return False
+        try:
+            base = CompactIndex.from_bytes(data)
+            changes = json.loads(snapshot.extensions.get(CHANGES_EXTENSION) or b'{"removed":[],"contacts":[]}')
+            removed = [Remove(source=str(s), id=str(i)) for s, i in changes["removed"]]
+            upserts = [Upsert(decode_record(json.dumps(r).encode())[0]) for r in changes["contacts"]]
+        except (ValueError, KeyError, TypeError) as e:
+            log.warn("snapshot: its index is not usable ({error}); reading its contacts", error=str(e))
+            return False
+        missing = set(states) - set(base.sources)
+        if missing:
+            log.info("snapshot: its index lacks {sources}; reading its contacts", sources=", ".join(sorted(missing)))
+            return False
+        self.index.adopt_base(base, keep=list(states))
+        kept = [r for r in removed if r.source in states] + [u for u in upserts if u.contact.source in states]
+        self.index.apply(kept)
+        return True
 
     def _snapshot_sources(self) -> dict[str, Any]:
         from gateway.snapshot.codec import SourceSnapshot
@@ -204,8 +256,41 @@ class Gateway:
             state = getattr(service, "state", None)
             if state is None or not hasattr(state, "to_dict"):
                 continue
-            out[name] = SourceSnapshot(tuple(self.index.contacts(name)), state.to_dict())
+            out[name] = SourceSnapshot(self.index.contacts_view(name), state.to_dict())
         return out
+
+    def _snapshot_extensions(self) -> Any:
+        """On the reactor thread, with the sources just taken: what makes the snapshot's index
+        extensions in the writing thread.
+
+        With a base: the base as it is and the changes since (small).  Without one, once no
+        source is importing: a new base of every contact, which the index then serves
+        instead (unless it changed meanwhile), so that it holds about a kilobyte per contact.
+        """
+        index = self.index
+        names = [n for n, s in self.sources.items() if hasattr(getattr(s, "state", None), "to_dict")]
+        if not names or not len(index):
+            return lambda: {}
+        if index.has_base:
+            base, removed, contacts = index.base_and_changes()
+
+            def carry() -> dict[str, bytes]:
+                changes = b'{"removed":%s,"contacts":[%s]}' % (json.dumps(removed).encode(), b",".join(contacts))
+                return {BASE_EXTENSION: b"".join(base.to_bytes()), CHANGES_EXTENSION: changes}
+            return carry
+        if any(getattr(self.sources[n].state, "next_link", None) for n in names):
+            return lambda: {}  # importing: a base comes when it is done
+        make, generation = index.base_maker(names)
+
+        def build() -> dict[str, bytes]:
+            base = make()
+            self.reactor.callFromThread(self._rebase, base, generation)
+            return {BASE_EXTENSION: b"".join(base.to_bytes())}
+        return build
+
+    def _rebase(self, base: Any, generation: int) -> None:
+        if self.index.rebase(base, generation):
+            log.info("index: {count} contacts now served from a compact base", count=len(self.index))
 
     def metrics_snapshot_saved(self, seconds: float) -> None:
         self.metrics.snapshot_saved(seconds)

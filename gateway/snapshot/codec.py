@@ -59,7 +59,7 @@ import types
 import zlib
 from array import array
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice, repeat
 from operator import attrgetter
 from typing import Any
@@ -112,6 +112,12 @@ def _sync_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
 
+def _contacts(value: Iterable[Contact]) -> Sequence[Contact]:
+    """Contacts as a tuple, unless they come as a sequence that reads them when sliced (for
+    writing in a thread: see ``gateway.service``)."""
+    return value if isinstance(value, Sequence) and not isinstance(value, list) else tuple(value)
+
+
 @frozen
 class SourceSnapshot:
     """One source in a snapshot: its contacts and its sync state (``SyncState.to_dict()``).
@@ -119,7 +125,7 @@ class SourceSnapshot:
     ``sync`` must be JSON-able; tuples in it come back as lists.
     """
 
-    contacts: tuple[Contact, ...] = field(default=(), converter=tuple)
+    contacts: Sequence[Contact] = field(default=(), converter=_contacts)
     sync: dict[str, Any] = field(factory=dict, converter=_sync_dict)
 
 
@@ -446,8 +452,12 @@ def _build(cls: type, setters: list[Any] | None, count: int, columns: list[Any])
     return objects
 
 
-def decode(data: bytes | memoryview) -> Snapshot:
-    """The snapshot in ``data``; a :class:`SnapshotError` saying why when it is not usable."""
+def decode(data: bytes | memoryview, contacts: bool = True) -> Snapshot:
+    """The snapshot in ``data``; a :class:`SnapshotError` saying why when it is not usable.
+
+    ``contacts=False`` checks everything but leaves the contacts undecoded (every source's
+    ``contacts`` empty): for a reader that finds them in an extension (the index's base).
+    """
     version, payload = _check(data)
     manifest, offset = _manifest(payload)
     table = manifest["table"]
@@ -457,21 +467,24 @@ def decode(data: bytes | memoryview) -> Snapshot:
         sources: dict[str, SourceSnapshot] = {}
         for entry in manifest["sources"]:
             name = entry["name"]
-            contacts: list[Contact] = []
+            decoded: list[Contact] = []
             for length in entry["blocks"]:
                 if not isinstance(length, int) or length < _BLOCK.size or offset + length > len(payload):
                     raise MalformedSnapshot(f"source {name!r}: block length {length!r} out of range")
+                if not contacts:
+                    offset += length
+                    continue
                 try:
-                    contacts.extend(_decode_block(payload[offset:offset + length], name, table))
+                    decoded.extend(_decode_block(payload[offset:offset + length], name, table))
                 except (ValueError, TypeError, IndexError) as e:
                     if isinstance(e, SnapshotError):
                         raise
                     raise MalformedSnapshot(f"source {name!r}: bad block at payload offset {offset}: {e}") from None
                 offset += length
-            if len(contacts) != entry["contacts"]:
-                raise MalformedSnapshot(f"source {name!r}: {len(contacts)} contacts, the manifest says "
+            if contacts and len(decoded) != entry["contacts"]:
+                raise MalformedSnapshot(f"source {name!r}: {len(decoded)} contacts, the manifest says "
                                         f"{entry['contacts']}")
-            sources[name] = SourceSnapshot(contacts=tuple(contacts), sync=entry["sync"])
+            sources[name] = SourceSnapshot(contacts=tuple(decoded), sync=entry["sync"])
         extensions: dict[str, bytes] = {}
         for name, length in manifest["extensions"]:
             if offset + length > len(payload):

@@ -10,7 +10,7 @@ the service keeps serving.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -40,6 +40,7 @@ class SnapshotKeeper(Service):
         clock: Any,
         interval: float | None = None,
         on_saved: Callable[[float], object] | None = None,
+        extensions: Callable[[], Callable[[], Mapping[str, bytes]]] | None = None,
     ) -> None:
         self.store = store
         self._collect = collect
@@ -47,6 +48,9 @@ class SnapshotKeeper(Service):
         self._clock = clock
         self._interval = interval
         self._on_saved = on_saved
+        # called with the sources, on the reactor thread: what makes the snapshot's extensions
+        # in the writing thread
+        self._extensions = extensions
         self._saving: Deferred | None = None
         self._again = False
         self._retry: Any = None
@@ -55,15 +59,17 @@ class SnapshotKeeper(Service):
         self.last_error: str | None = None
         self.saves = 0
 
-    def load(self) -> Snapshot | None:
-        """The newest valid snapshot (blocking; called once at start, before listening)."""
+    def load(self, contacts: bool = True) -> Snapshot | None:
+        """The newest valid snapshot (blocking; called at start, before listening);
+        ``contacts=False``: its contacts left undecoded (see ``codec.decode``)."""
         started = time.perf_counter()
-        snapshot, problems = self.store.load()
+        snapshot, problems = self.store.load(contacts)
         for problem in problems:
             self.log.warn("snapshot: {problem}", problem=problem)
         if snapshot is not None:
             self.last_saved = snapshot.created
-            counts = ", ".join(f"{n}: {len(s.contacts)}" for n, s in snapshot.sources.items()) or "no sources"
+            counts = ", ".join(f"{n}: {len(s.contacts) if contacts else 'not decoded'}"
+                               for n, s in snapshot.sources.items()) or "no sources"
             self.log.info("snapshot loaded in {seconds:.2f}s ({counts})", seconds=time.perf_counter() - started,
                           counts=counts)
         elif not problems:
@@ -106,8 +112,10 @@ class SnapshotKeeper(Service):
         wall = time.time()
         started = time.perf_counter()
 
+        extensions = self._extensions() if self._extensions is not None else None
+
         def write() -> str:
-            return self.store.save(encode_parts(sources, wall))
+            return self.store.save(encode_parts(sources, wall, extensions() if extensions is not None else None))
 
         d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(), write)
         self._saving = d

@@ -352,8 +352,9 @@ class FileSnapshotStore:
 
     # -- load ------------------------------------------------------------
 
-    def load(self) -> tuple[Snapshot | None, list[str]]:
-        """The newest valid generation (or None) and what was wrong with the others.
+    def load(self, contacts: bool = True) -> tuple[Snapshot | None, list[str]]:
+        """The newest valid generation (or None) and what was wrong with the others
+        (``contacts=False``: with its contacts left undecoded, see ``codec.decode``).
 
         A file that is not a valid snapshot is moved aside and reported;
         one that cannot be read (permissions, I/O error) is reported and left
@@ -376,7 +377,7 @@ class FileSnapshotStore:
                     problems.append(f"{path}: cannot read it: {e.strerror}")
                     continue
                 try:
-                    snapshot = decode(data)
+                    snapshot = decode(data, contacts)
                 except SnapshotError as e:
                     problems.append(self._move_aside(path, e.message))
                     continue
@@ -477,13 +478,13 @@ class MemorySnapshotStore:
         self.files[target] = self.files.pop(name)
         return f"{self.directory}{name}: {why}; moved aside to {self.directory}{target}"
 
-    def load(self) -> tuple[Snapshot | None, list[str]]:
+    def load(self, contacts: bool = True) -> tuple[Snapshot | None, list[str]]:
         problems: list[str] = []
         for name in (CURRENT_NAME, PREVIOUS_NAME):
             if name not in self.files:
                 continue
             try:
-                return decode(self.files[name][0]), problems
+                return decode(self.files[name][0], contacts), problems
             except SnapshotError as e:
                 problems.append(self._move_aside(name, e.message))
         return None, problems

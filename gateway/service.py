@@ -246,6 +246,8 @@ class Gateway:
         self.index.adopt_base(base, keep=list(states))
         kept = [r for r in removed if r.source in states] + [u for u in upserts if u.contact.source in states]
         self.index.apply(kept)
+        log.info("snapshot: served from its compact base ({count} contacts, {changes} changes since it was made)",
+                 count=len(self.index), changes=len(kept))
         return True
 
     def _snapshot_sources(self) -> dict[str, Any]:

@@ -232,3 +232,39 @@ def test_sigterm_saves_a_snapshot(tmp_path, emulator):
     time.sleep(0.01)
     assert proc.stop() == 0
     assert path.stat().st_mtime_ns > before
+
+
+def test_restart_serves_the_compact_base_with_the_changes_since(tmp_path, emulator):
+    """Once the import is done the index is served from a compact base; the snapshot keeps the
+    base and the changes after it; a restart serves both at once, before any Graph request."""
+    from gateway.service import BASE_EXTENSION, CHANGES_EXTENSION
+    from gateway.snapshot.codec import decode
+
+    config = write_config(tmp_path, emulator)
+    proc = ServerProcess(config)
+    try:
+        wait_for(proc, "now served from a compact base")
+        emulator.remove_contact("p-00007")
+        emulator.add_contacts([contact("late", given="Spät", surname="Dazu", phones=[("mobile", "0171 2233445")])])
+        emulator.change_contact("p-00003", displayName="Umbenannt Drei")
+        since = len(proc.read_output())
+        wait_for(proc, "delta round", since=wait_for(proc, "delta round", since=since))
+    finally:
+        assert proc.stop() == 0  # SIGTERM saves a last snapshot
+    saved = decode((tmp_path / "var" / "snapshot.dgs").read_bytes())
+    assert set(saved.extensions) == {BASE_EXTENSION, CHANGES_EXTENSION}
+    emulator.clear_requests()
+    proc = ServerProcess(config)
+    try:
+        assert "served from its compact base (400 contacts, 4 changes" in proc.read_output()  # 2 out, 2 in
+        found = uids(proc)
+        assert len(found) == 400 and "m365.late" in found and "m365.p-00007" not in found
+        result = ldapsearch(proc.port, "-b", BASE, "(|(telephoneNumber=01712233445)(mobile=01712233445))", "cn")
+        assert [e["cn"] for e in parse_ldif(result.stdout)] == [["Spät Dazu"]]
+        result = ldapsearch(proc.port, "-b", BASE, "(cn=umbenannt*)", "uid")
+        assert [e["uid"] for e in parse_ldif(result.stdout)] == [["m365.p-00003"]]
+        result = ldapsearch(proc.port, "-b", BASE, "(telephoneNumber=089100042)", "uid")
+        assert [e["uid"] for e in parse_ldif(result.stdout)] == [["m365.p-00042"]]  # from the base
+        assert "full import started" not in proc.read_output()
+    finally:
+        proc.stop()

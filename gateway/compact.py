@@ -8,8 +8,9 @@ Loading makes a fixed number of Python objects whatever the number of contacts
 (a few strings and arrays per attribute), so a restart answers at once, and a
 contact costs a few hundred bytes rather than some forty objects.  Contacts
 are numbered in result order (by source priority, then name): their *rank*.
-Every lookup answers ranks; ``record(rank)`` gives a contact's stored JSON,
-from which the index makes the full entry when a search needs it.
+Every lookup answers ranks; ``key_of(rank)`` gives a contact's key and
+``record(rank)`` the rest of it (JSON), from which the index makes the full
+entry when a search needs it.
 
 Each lookup structure is a ``SortedTexts``: values joined into one string,
 NUL before each and at the end, with where each value starts and the rank it
@@ -189,11 +190,13 @@ class CompactIndex:
     ``FrozenFuzzy`` over the ranks, kept as given.
     """
 
-    def __init__(self, sources: dict[str, str], records: bytes, ends: array, tables: dict[str, SortedTexts],
-                 names: dict[str, SortedTexts], bucketed: frozenset[str], fuzzy: bytes = b"") -> None:
+    def __init__(self, sources: dict[str, str], records: bytes, ends: array, places: array,
+                 tables: dict[str, SortedTexts], names: dict[str, SortedTexts], bucketed: frozenset[str],
+                 aliases: dict[str, str], fuzzy: bytes = b"") -> None:
         self.sources = sources
         self._records = records
         self._ends = ends
+        self._places = places  # rank -> its key's place in the keys table
         self._tables = tables
         self.keys = tables["keys"]
         self.uids = tables["uids"]
@@ -202,7 +205,11 @@ class CompactIndex:
         self.heads = tables["heads"]
         self.forms = tables["forms"]
         self.companies = tables["companies"]
-        self.names = names
+        self._names = names
+        # attributes whose values are another's for every contact (displayName is cn) share its table
+        self.aliases = aliases
+        self.names = dict(names)
+        self.names.update((alias, names[attr]) for alias, attr in aliases.items() if attr in names)
         self.bucketed = bucketed
         self.fuzzy = fuzzy
 
@@ -211,7 +218,8 @@ class CompactIndex:
               fuzzy: Any = None) -> CompactIndex:
         """From rows in any order; ``bucketed``: name attributes kept in buckets (result order
         within a bucket) rather than sorted by value.  ``fuzzy(ranked rows) -> bytes``, if given,
-        makes the fuzzy matcher's byte form."""
+        makes the fuzzy matcher's byte form.  A row's ``uid`` is kept only when it is not its
+        key written "source.id" (by_uid finds the others by their key)."""
         ranked = sorted(rows, key=_sort_key)
         bucketed = frozenset(bucketed)
         records = b"".join(row.record for row in ranked)
@@ -223,9 +231,11 @@ class CompactIndex:
         pairs: dict[str, list[tuple[str, int]]] = {name: [] for name in _TABLES}
         names: dict[str, list[tuple[str, int]]] = {}
         members: list[tuple[str, int, int]] = []
+        aliases = dict(_ALIASES)
         for rank, row in enumerate(ranked):
             pairs["keys"].append((_key_text(row.key), rank))
-            pairs["uids"].append((row.uid, rank))
+            if row.uid != f"{row.key[0]}.{row.key[1]}":
+                pairs["uids"].append((row.uid, rank))
             pairs["numbers"].extend([(k, rank) for k in row.numbers])
             pairs["alternatives"].extend([(k, rank) for k in row.alternatives])
             pairs["heads"].extend([(k, rank) for k in row.heads])
@@ -234,11 +244,19 @@ class CompactIndex:
                 members.append((row.company, row.member, rank))
             for attr, values in row.names.items():
                 names.setdefault(attr, []).extend([(v, rank) for v in values])
+            for alias, attr in list(aliases.items()):
+                if row.names.get(alias) != row.names.get(attr):
+                    del aliases[alias]
         tables = {name: SortedTexts.build(sorted(_indexable(items))) for name, items in pairs.items()}
+        places = array(_U32, bytes(4 * len(ranked)))
+        for place, rank in enumerate(tables["keys"].ranks):
+            places[rank] = place
         members.sort()  # a company's members in their order
         tables["companies"] = SortedTexts.build(_indexable([(company, rank) for company, _, rank in members]))
         name_tables = {}
         for attr, items in names.items():
+            if attr in aliases:
+                continue
             items = _indexable(items)
             if attr in bucketed:
                 # by bucket, then rank (result order), then value: a contact's variants stay together
@@ -246,7 +264,7 @@ class CompactIndex:
             else:
                 items.sort()
             name_tables[attr] = SortedTexts.build(items)
-        return cls(dict(sources), records, ends, tables, name_tables, bucketed,
+        return cls(dict(sources), records, ends, places, tables, name_tables, bucketed, aliases,
                    fuzzy(ranked) if fuzzy is not None else b"")
 
     def __len__(self) -> int:
@@ -258,34 +276,37 @@ class CompactIndex:
         return self._records[ends[rank - 1] if rank else 0:ends[rank]]
 
     def key_of(self, rank: int) -> tuple[str, str]:
-        source, _, cid = self.record_key_text(rank).partition("\x1f")
+        source, _, cid = self.keys.value(self._places[rank]).partition("\x1f")
         return source, cid
-
-    def record_key_text(self, rank: int) -> str:
-        record = json.loads(self.record(rank))
-        return _key_text((record[0], record[1]))
 
     def rank_of(self, key: tuple[str, str]) -> int | None:
         found = self.keys.equal(_key_text(key))
         return found[0] if found else None
 
-    def ranks_of_uid(self, uid: str) -> array:
-        return self.uids.equal(uid)
+    def ranks_of_uid(self, uid: str) -> list[int]:
+        """Ranks of the contacts whose folded uid is ``uid``."""
+        out = list(self.uids.equal(uid))
+        for source in self.sources:
+            if uid.startswith(source + "."):
+                rank = self.rank_of((source, uid[len(source) + 1:]))
+                if rank is not None:
+                    out.append(rank)
+        return out
 
     # -- bytes ------------------------------------------------------------------
 
     def to_bytes(self) -> list[bytes]:
         """The byte form, as pieces to write one after the other."""
-        parts: list[bytes] = [self._records, self._ends.tobytes()]
+        parts: list[bytes] = [self._records, self._ends.tobytes(), self._places.tobytes()]
         for name in _TABLES:
             parts.extend(self._tables[name].parts())
-        attrs = sorted(self.names)
+        attrs = sorted(self._names)
         for attr in attrs:
-            parts.extend(self.names[attr].parts())
+            parts.extend(self._names[attr].parts())
         parts.append(self.fuzzy)
-        head = json.dumps({"sources": self.sources, "names": attrs, "bucketed": sorted(self.bucketed),
-                           "byteorder": sys.byteorder, "parts": [len(p) for p in parts]},
-                          separators=(",", ":")).encode()
+        head = json.dumps({"sources": self.sources, "names": attrs, "aliases": self.aliases,
+                           "bucketed": sorted(self.bucketed), "byteorder": sys.byteorder,
+                           "parts": [len(p) for p in parts]}, separators=(",", ":")).encode()
         return [_HEAD.pack(_MAGIC, FORMAT, len(head)), head, *parts]
 
     @classmethod
@@ -305,12 +326,13 @@ class CompactIndex:
             attrs = [str(a) for a in head["names"]]
             sources = {str(k): str(v) for k, v in head["sources"].items()}
             bucketed = frozenset(str(a) for a in head["bucketed"])
+            aliases = {str(k): str(v) for k, v in head["aliases"].items()}
             byteorder = head["byteorder"]
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"compact index: bad header ({e})") from None
         if byteorder != sys.byteorder:
             raise ValueError(f"compact index: written {byteorder}-endian, this machine is {sys.byteorder}-endian")
-        if len(lengths) != 2 + 3 * (len(_TABLES) + len(attrs)) + 1:
+        if len(lengths) != 3 + 3 * (len(_TABLES) + len(attrs)) + 1:
             raise ValueError("compact index: header lists the wrong number of parts")
         position = _HEAD.size + head_size
         if position + sum(lengths) != len(view):
@@ -325,8 +347,10 @@ class CompactIndex:
             ends.frombytes(parts[1])
             if (len(ends) and ends[-1] != len(records)) or (not len(ends) and records):
                 raise ValueError("records and their ends do not agree")
+            places = array(_U32)
+            places.frombytes(parts[2])
             tables = {}
-            at = 2
+            at = 3
             for name in _TABLES:
                 tables[name] = SortedTexts.from_parts(*parts[at:at + 3])
                 at += 3
@@ -341,7 +365,13 @@ class CompactIndex:
         for table in list(tables.values()) + list(names.values()):
             if len(table.ranks) and max(table.ranks) >= count:
                 raise ValueError("compact index: a rank beyond the records")
-        return cls(sources, records, ends, tables, names, bucketed, fuzzy)
+        if len(places) != count or len(tables["keys"]) != count or (count and max(places) >= count):
+            raise ValueError("compact index: its keys do not match its records")
+        return cls(sources, records, ends, places, tables, names, bucketed, aliases, fuzzy)
+
+
+#: Attributes that are another's for every contact (schema.contact_attribute_values): kept once.
+_ALIASES = {"displayName": "cn"}
 
 
 def _key_text(key: tuple[str, str]) -> str:

@@ -825,7 +825,7 @@ class ContactIndex:
     def _base_contact(self, rank: int) -> tuple[Contact, tuple[str, ...]]:
         """The contact of a base rank and its company's region hints, read from its record."""
         assert self._base is not None
-        return decode_record(self._base.record(rank))
+        return decode_record(self._base.record(rank), self._base.key_of(rank))
 
     def _base_entry(self, rank: int, keep: bool = True) -> IndexedContact:
         entry = self._materialized.get(rank)
@@ -981,7 +981,8 @@ class _ContactsView(Sequence):
         own = len(self._own)
         if i < own:
             return self._own[i]
-        return decode_record(self._base.record(self._ranks[i - own]))[0]
+        rank = self._ranks[i - own]
+        return decode_record(self._base.record(rank), self._base.key_of(rank))[0]
 
 
 class IndexFuzzy:
@@ -1017,16 +1018,25 @@ def company_text(ckey: tuple[str, str]) -> str:
     return f"{ckey[0]}\x1f{ckey[1]}"
 
 
-def encode_record(entry: IndexedContact) -> bytes:
-    """A contact and its company's region hints as the base keeps them (``decode_record``)."""
+def encode_record(entry: IndexedContact, with_key: bool = True) -> bytes:
+    """A contact and its company's region hints as JSON (``decode_record``); the base keeps them
+    without the key (its keys table has it)."""
     c = entry.contact
-    return json.dumps([c.source, c.id, c.display_name, c.given_name, c.surname, c.company, c.department,
-                       c.job_title, c.mail, [[p.kind, p.number] for p in c.phones], list(entry.company_hints)],
-                      ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    fields = [c.display_name, c.given_name, c.surname, c.company, c.department, c.job_title, c.mail,
+              [[p.kind, p.number] for p in c.phones], list(entry.company_hints)]
+    if with_key:
+        fields[:0] = [c.source, c.id]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
 
-def decode_record(record: bytes) -> tuple[Contact, tuple[str, ...]]:
-    source, cid, display, given, surname, company, department, title, mail, phones, hints = json.loads(record)
+def decode_record(record: bytes, key: ContactKey | None = None) -> tuple[Contact, tuple[str, ...]]:
+    """(contact, its company's region hints) of ``encode_record``'s JSON; ``key``: of a record
+    kept without it."""
+    fields = json.loads(record)
+    source, cid = fields[:2] if key is None else key
+    display, given, surname, company, department, title, mail, phones, hints = fields[-9:]
+    if len(fields) != (9 if key is not None else 11):
+        raise ValueError(f"a contact record of {len(fields)} fields")
     contact = Contact(source, cid, display, given, surname, company, department, title, mail,
                       tuple([Phone(kind, number) for kind, number in phones]))
     return contact, tuple(hints)
@@ -1044,7 +1054,7 @@ def base_row(entry: IndexedContact, member: int = 0) -> Row:
         if number.head and (number.is_head or contact.is_company_record):
             heads.append(number.head)
     ckey = company_key(contact)
-    return Row(entry.sort_key, contact.key, entry.uid, encode_record(entry), numbers, alternatives,
+    return Row(entry.sort_key, contact.key, entry.uid, encode_record(entry, with_key=False), numbers, alternatives,
                dict.fromkeys(heads), _search_forms(entry), dict(_indexed_names(entry)),
                company_text(ckey) if ckey else "", member, _fuzzy_texts(entry))
 

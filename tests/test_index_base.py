@@ -194,3 +194,38 @@ def test_a_base_made_from_an_index_with_a_base():
     again.apply(batch)
     same(plain, again, contacts)
     check_hints_settled(again)
+
+
+def test_uids_of_any_case_and_dotted_sources():
+    """A uid is found whatever its case: most are their key written "source.id" and not kept
+    twice; ids with capitals, and sources with a dot in their name, are kept and found too."""
+    contacts = [Contact(source="a.b", id="x1", surname="Dot"), Contact(source="a", id="b.x1", surname="Clash"),
+                Contact(source="a", id="MiXed", surname="Case"), Contact(source="a", id="plain", surname="Plain")]
+    plain = ContactIndex([SourceProfile("a", 100, SETTINGS), SourceProfile("a.b", 90, SETTINGS)])
+    plain.apply([Upsert(c) for c in contacts])
+    based = based_on(plain)
+    for c in contacts:
+        for asked in (f"{c.source}.{c.id}", f"{c.source}.{c.id}".upper()):
+            assert based.by_uid(asked) is not None
+            assert based.by_uid(asked).key == plain.by_uid(asked).key
+    assert len(based._base.uids) == 1  # only "a.MiXed" is kept as a uid of its own
+    assert based.by_uid("a.nobody") is None and based.by_uid("c.x1") is None
+
+
+def test_an_attribute_equal_to_another_for_every_contact_is_kept_once():
+    from gateway.compact import Row
+
+    def row(rank, cn, display):
+        names = {"cn": (cn,), "displayName": (display,)} if display else {"cn": (cn,)}
+        return Row((rank,), ("s", str(rank)), f"s.{rank}", b"[]", names=names)
+
+    same = CompactIndex.build([row(0, "anna", "anna"), row(1, "bert", "bert")], {"s": ""}, ["cn", "displayName"])
+    assert same.aliases == {"displayName": "cn"} and same.names["displayName"] is same.names["cn"]
+    differ = CompactIndex.build([row(0, "anna", "anna"), row(1, "bert", "")], {"s": ""}, ["cn", "displayName"])
+    assert differ.aliases == {}
+    loaded = CompactIndex.from_bytes(b"".join(differ.to_bytes()))
+    table = loaded.names["displayName"]
+    assert list(table.whole("anna", *table.bucket("ann"))) == [0]
+    assert list(table.whole("bert", *table.bucket("ber"))) == []
+    table = loaded.names["cn"]
+    assert list(table.whole("bert", *table.bucket("ber"))) == [1]

@@ -194,6 +194,11 @@ class ContactIndex:
         self._materialized: dict[int, IndexedContact] = {}
         self._base_ranks: dict[ContactKey, int] = {}  # contact key -> base rank, as looked up
         self._adopted: set[tuple[str, str]] = set()  # companies whose base members are in _companies
+        # The base the next snapshot carries, with the keys changed since it was made; _journal
+        # holds the sets that note changed keys (_touched, and those of bases being made).
+        self._carrier: CompactIndex | None = None
+        self._touched: set[ContactKey] = set()
+        self._journal: list[set[ContactKey]] = []
 
     # -- changes ---------------------------------------------------------
 
@@ -392,6 +397,8 @@ class ContactIndex:
     def _insert(self, entry: IndexedContact) -> None:
         key = entry.key
         contact = entry.contact
+        if self._journal:
+            self._note(key)
         ckey = company_key(contact)
         if ckey is not None:
             self._adopt_company(ckey)
@@ -462,6 +469,8 @@ class ContactIndex:
         entry = self._by_key.pop(key, None)
         if entry is None:
             return self._remove_from_base(key)
+        if self._journal:
+            self._note(key)
         unsorted = self._pending.pop(key, None) is not None  # its sorted-list entries were never added
         ckey = company_key(entry.contact)
         if ckey is not None:
@@ -727,7 +736,9 @@ class ContactIndex:
         if self._by_key or self._base is not None:
             raise ValueError("a base can only be adopted by an empty index")
         kept = set(base.sources if keep is None else keep)
-        self._base = base
+        self._base = self._carrier = base
+        self._touched = set()
+        self._journal = [self._touched]
         self._base_fuzzy = (FrozenFuzzy.from_bytes(base.fuzzy, threshold=self._fuzzy.threshold, limit=self._fuzzy.limit)
                             if base.fuzzy else None)
         reread: list[Contact] = []
@@ -746,40 +757,50 @@ class ContactIndex:
         self.generation += 1
 
     @property
-    def has_base(self) -> bool:
-        return self._base is not None
+    def snapshot_base(self) -> CompactIndex | None:
+        """The base the next snapshot carries (see ``base_and_changes``): the base served, or the
+        last one made (``keep_base``); None before either."""
+        return self._carrier
 
-    def rebase(self, base: CompactIndex, generation: int) -> bool:
-        """Serve ``base`` (made by ``base_maker``) instead of everything held now, unless the
-        index has changed since ``generation`` or has a base already; True when it did."""
-        if generation != self.generation or self._base is not None:
-            return False
-        fresh = ContactIndex(self.profiles.values(), self._fuzzy.threshold)
-        fresh.adopt_base(base)
-        if fresh._by_key:  # settings changed meanwhile
-            return False
-        self.__dict__.update(fresh.__dict__)
-        self.fuzzy = IndexFuzzy(self)
-        self.generation = generation + 1
-        return True
+    def base_maker(self, sources: Iterable[str] = ()) -> tuple[Callable[[], CompactIndex], set[ContactKey]]:
+        """(what makes a base of every contact held now, the keys changed from now on).
 
-    def base_maker(self, sources: Iterable[str] = ()) -> tuple[Callable[[], CompactIndex], int]:
-        """(what makes a base of every contact held now, the generation it is of): the
-        contacts are taken now; the base is made when called, in a thread if need be.
-        ``sources``: sources to list in the base even when they have no contacts."""
-        entries = self.base_entries()
-        names = set(sources) | set(self.count_by_source())
-        fingerprints = {s: self.fingerprint(s) for s in sorted(names)}
+        The contacts are taken now; the base is made when called, in a thread if need be (base
+        contacts are read there).  Hand both to ``keep_base`` then.  ``sources``: sources to
+        list in the base even when they have no contacts.
+        """
+        own = list(self._by_key.values())
+        base, ranks = self._base, list(self._base_ranks_of(None))
+        profiles = {name: self._profile(name) for name in set(sources) | set(self.count_by_source())}
+        fingerprints = {s: self.fingerprint(s) for s in sorted(profiles)}
         places = self.member_places()
-        return (lambda: build_base(entries, fingerprints, places)), self.generation
+        since: set[ContactKey] = set()
+        self._journal.append(since)
+
+        def make() -> CompactIndex:
+            entries = own
+            if base is not None and ranks:
+                entries = own + [_base_entry_of(base, rank, profiles) for rank in ranks]
+            return build_base(entries, fingerprints, places)
+        return make, since
+
+    def keep_base(self, base: CompactIndex | None, since: set[ContactKey]) -> None:
+        """Carry ``base`` (made by ``base_maker``; None when making it failed) in the next
+        snapshots, with the contacts changed since it was taken (``since``)."""
+        self._journal = [s for s in self._journal if s is not since]
+        if base is not None:
+            self._journal = [s for s in self._journal if s is not self._touched]
+            self._carrier, self._touched = base, since
+            self._journal.append(since)
 
     def base_and_changes(self) -> tuple[CompactIndex, list[list[str]], list[bytes]]:
-        """The base, the keys of its contacts removed or changed since, and the records of the
-        contacts held besides it (``encode_record``): a snapshot's index without a new base."""
-        assert self._base is not None
-        key_of = self._base.key_of
-        removed = [list(key_of(r)) for r in sorted(self._hidden)]
-        return self._base, removed, [encode_record(e) for e in self._by_key.values()]
+        """The snapshot base, the keys of the contacts changed or removed since it was made, and
+        the records of those held now (``encode_record``): a snapshot's index without a new base."""
+        assert self._carrier is not None
+        touched = self._touched
+        # records in the order the index holds them, which decides the order of companies' members
+        records = [encode_record(e) for k, e in self._by_key.items() if k in touched]
+        return self._carrier, [list(k) for k in sorted(touched)], records
 
     def contacts_view(self, source: str) -> Sequence[Contact]:
         """The contacts of a source as a sequence that reads base contacts when sliced: taken now,
@@ -796,7 +817,11 @@ class ContactIndex:
 
     def make_base(self) -> CompactIndex:
         """A compact base of every contact held now (slow: see ``base_maker``)."""
-        return self.base_maker()[0]()
+        make, since = self.base_maker()
+        try:
+            return make()
+        finally:
+            self.keep_base(None, since)
 
     def member_places(self) -> dict[ContactKey, int]:
         """Each company member's place among its colleagues (ties between their regions go by it)."""
@@ -814,13 +839,10 @@ class ContactIndex:
                     places[base.key_of(rank)] = place
         return places
 
-    def base_entries(self) -> list[IndexedContact]:
-        """Every contact as an entry, for ``build_base``; the list is a copy, safe to use in a thread."""
-        entries = list(self._by_key.values())
-        if self._base is not None:
-            hidden = self._hidden
-            entries.extend(self._base_entry(r, keep=False) for r in range(len(self._base)) if r not in hidden)
-        return entries
+    def _note(self, key: ContactKey) -> None:
+        """Remember that ``key`` changed, for the bases being made or carried."""
+        for changed in self._journal:
+            changed.add(key)
 
     def _base_contact(self, rank: int) -> tuple[Contact, tuple[str, ...]]:
         """The contact of a base rank and its company's region hints, read from its record."""
@@ -927,6 +949,7 @@ class ContactIndex:
         rank = self._live_rank(key)
         if rank is None:
             return False
+        self._note(key)
         contact = self._base_contact(rank)[0]
         ckey = company_key(contact)
         if ckey is not None:
@@ -958,6 +981,13 @@ class ContactIndex:
         if members:
             members.update(self._companies.get(ckey, {}))
             self._companies[ckey] = members
+
+
+def _base_entry_of(base: CompactIndex, rank: int, profiles: dict[str, SourceProfile]) -> IndexedContact:
+    """The full entry of a base contact, made with ``profiles`` (outside the index: in a thread)."""
+    contact, hints = decode_record(base.record(rank), base.key_of(rank))
+    profile = profiles.get(contact.source) or SourceProfile(contact.source, 100, NumberSettings())
+    return IndexedContact(contact, profile, hints)
 
 
 class _ContactsView(Sequence):

@@ -27,6 +27,8 @@ log = Logger()
 #: Snapshot extensions (gateway.snapshot.codec): the index's compact base, and the changes since.
 BASE_EXTENSION = "index-base"
 CHANGES_EXTENSION = "index-changes"
+#: A new base is made when more contacts than this (and than a quarter of the base) changed since.
+REBUILD_BASE_AT = 1000
 
 
 def number_settings(config: NumbersConfig) -> N.NumberSettings:
@@ -246,8 +248,8 @@ class Gateway:
         self.index.adopt_base(base, keep=list(states))
         kept = [r for r in removed if r.source in states] + [u for u in upserts if u.contact.source in states]
         self.index.apply(kept)
-        log.info("snapshot: served from its compact base ({count} contacts, {changes} changes since it was made)",
-                 count=len(self.index), changes=len(kept))
+        log.info("snapshot: served from its compact base ({count} contacts, {changed} changed since it was made)",
+                 count=len(self.index), changed=len({(r.source, r.id) for r in removed if r.source in states}))
         return True
 
     def _snapshot_sources(self) -> dict[str, Any]:
@@ -265,34 +267,41 @@ class Gateway:
         """On the reactor thread, with the sources just taken: what makes the snapshot's index
         extensions in the writing thread.
 
-        With a base: the base as it is and the changes since (small).  Without one, once no
-        source is importing: a new base of every contact, which the index then serves
-        instead (unless it changed meanwhile), so that it holds about a kilobyte per contact.
+        The snapshot carries a compact base of the index and the contacts changed since it was
+        made, so that a restart serves it at once (``_serve_base``).  A new base is made (in
+        the writing thread) when there is none yet, or when the changes have grown to a
+        quarter of it; not while a source is importing.
         """
         index = self.index
         names = [n for n, s in self.sources.items() if hasattr(getattr(s, "state", None), "to_dict")]
         if not names or not len(index):
             return lambda: {}
-        if index.has_base:
+        importing = any(getattr(self.sources[n].state, "next_link", None) for n in names)
+        base = index.snapshot_base
+        if base is not None:
             base, removed, contacts = index.base_and_changes()
-
-            def carry() -> dict[str, bytes]:
-                changes = b'{"removed":%s,"contacts":[%s]}' % (json.dumps(removed).encode(), b",".join(contacts))
-                return {BASE_EXTENSION: b"".join(base.to_bytes()), CHANGES_EXTENSION: changes}
-            return carry
-        if any(getattr(self.sources[n].state, "next_link", None) for n in names):
-            return lambda: {}  # importing: a base comes when it is done
-        make, generation = index.base_maker(names)
+            if importing or len(removed) <= max(REBUILD_BASE_AT, len(base) // 4):
+                def carry() -> dict[str, bytes]:
+                    changes = b'{"removed":%s,"contacts":[%s]}' % (json.dumps(removed).encode(), b",".join(contacts))
+                    return {BASE_EXTENSION: b"".join(base.to_bytes()), CHANGES_EXTENSION: changes}
+                return carry
+        elif importing:
+            return lambda: {}  # a base comes when the import is done
+        make, since = index.base_maker(names)
 
         def build() -> dict[str, bytes]:
-            base = make()
-            self.reactor.callFromThread(self._rebase, base, generation)
-            return {BASE_EXTENSION: b"".join(base.to_bytes())}
+            made = None
+            try:
+                made = make()
+                return {BASE_EXTENSION: b"".join(made.to_bytes())}
+            finally:
+                self.reactor.callFromThread(self._keep_base, made, since)
         return build
 
-    def _rebase(self, base: Any, generation: int) -> None:
-        if self.index.rebase(base, generation):
-            log.info("index: {count} contacts now served from a compact base", count=len(self.index))
+    def _keep_base(self, base: Any, since: Any) -> None:
+        self.index.keep_base(base, since)
+        if base is not None:
+            log.info("index: a compact base of {count} contacts made for snapshots", count=len(base))
 
     def metrics_snapshot_saved(self, seconds: float) -> None:
         self.metrics.snapshot_saved(seconds)

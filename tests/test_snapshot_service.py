@@ -235,15 +235,15 @@ def test_sigterm_saves_a_snapshot(tmp_path, emulator):
 
 
 def test_restart_serves_the_compact_base_with_the_changes_since(tmp_path, emulator):
-    """Once the import is done the index is served from a compact base; the snapshot keeps the
-    base and the changes after it; a restart serves both at once, before any Graph request."""
+    """Once the import is done a compact base of the index is made for snapshots, which keep it
+    with the changes after it; a restart serves both at once, before any Graph request."""
     from gateway.service import BASE_EXTENSION, CHANGES_EXTENSION
     from gateway.snapshot.codec import decode
 
     config = write_config(tmp_path, emulator)
     proc = ServerProcess(config)
     try:
-        wait_for(proc, "now served from a compact base")
+        wait_for(proc, "a compact base of 400 contacts made for snapshots")
         emulator.remove_contact("p-00007")
         emulator.add_contacts([contact("late", given="Spät", surname="Dazu", phones=[("mobile", "0171 2233445")])])
         emulator.change_contact("p-00003", displayName="Umbenannt Drei")
@@ -256,7 +256,7 @@ def test_restart_serves_the_compact_base_with_the_changes_since(tmp_path, emulat
     emulator.clear_requests()
     proc = ServerProcess(config)
     try:
-        assert "served from its compact base (400 contacts, 4 changes" in proc.read_output()  # 2 out, 2 in
+        assert "served from its compact base (400 contacts, 3 changed since it was made)" in proc.read_output()
         found = uids(proc)
         assert len(found) == 400 and "m365.late" in found and "m365.p-00007" not in found
         result = ldapsearch(proc.port, "-b", BASE, "(|(telephoneNumber=01712233445)(mobile=01712233445))", "cn")

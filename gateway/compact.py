@@ -26,6 +26,8 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left
+from itertools import accumulate
+from operator import itemgetter
 from typing import Any, Iterable, Iterator, Sequence
 
 __all__ = ["CompactIndex", "Row", "SortedTexts", "BUCKET", "FORMAT"]
@@ -87,16 +89,14 @@ class SortedTexts:
 
     @classmethod
     def build(cls, pairs: list[tuple[str, int]]) -> SortedTexts:
-        """From (value, rank) pairs already in the order to keep."""
-        values = [value for value, _ in pairs]
-        starts = array(_U32)
-        position = 1
-        for value in values:
-            starts.append(position)
-            position += len(value) + 1
-        starts.append(position)
+        """From (value, rank) pairs already in the order to keep (values holding a NUL left out)."""
+        values = list(map(itemgetter(0), pairs))
         text = "\x00" + "\x00".join(values) + "\x00" if values else "\x00"
-        return cls(text, starts, array(_U32, [rank for _, rank in pairs]))
+        if text.count("\x00") != len(values) + 1:
+            pairs = [pair for pair in pairs if "\x00" not in pair[0]]
+            return cls.build(pairs)
+        starts = array(_U32, accumulate(map((1).__add__, map(len, values)), initial=1))
+        return cls(text, starts, array(_U32, map(itemgetter(1), pairs)))
 
     def __len__(self) -> int:
         return len(self.ranks)
@@ -247,17 +247,16 @@ class CompactIndex:
             for alias, attr in list(aliases.items()):
                 if row.names.get(alias) != row.names.get(attr):
                     del aliases[alias]
-        tables = {name: SortedTexts.build(sorted(_indexable(items))) for name, items in pairs.items()}
+        tables = {name: SortedTexts.build(sorted(items)) for name, items in pairs.items()}
         places = array(_U32, bytes(4 * len(ranked)))
         for place, rank in enumerate(tables["keys"].ranks):
             places[rank] = place
         members.sort()  # a company's members in their order
-        tables["companies"] = SortedTexts.build(_indexable([(company, rank) for company, _, rank in members]))
+        tables["companies"] = SortedTexts.build([(company, rank) for company, _, rank in members])
         name_tables = {}
         for attr, items in names.items():
             if attr in aliases:
                 continue
-            items = _indexable(items)
             if attr in bucketed:
                 # by bucket, then rank (result order), then value: a contact's variants stay together
                 items.sort(key=_bucket_order)
@@ -385,10 +384,3 @@ def _sort_key(row: Row) -> tuple:
 def _bucket_order(item: tuple[str, int]) -> tuple[str, int, str]:
     value, rank = item
     return value[:BUCKET], rank, value
-
-
-def _indexable(items: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The pairs whose value can be kept in a NUL-joined text."""
-    if any("\x00" in value for value, _ in items):
-        return [item for item in items if "\x00" not in item[0]]
-    return items

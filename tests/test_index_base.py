@@ -276,3 +276,11 @@ def test_a_failed_base_leaves_nothing_behind():
     assert index.snapshot_base is None and index._journal == []
     index.apply([Upsert(c) for c in people(16, 5)])
     assert since == set()  # no longer noted
+
+
+def test_sorted_texts_leave_out_values_holding_a_nul():
+    from gateway.compact import SortedTexts
+
+    table = SortedTexts.build([("a\x00b", 0), ("ab", 1), ("abc", 2)])
+    assert [table.value(i) for i in range(len(table))] == ["ab", "abc"]
+    assert list(table.equal("ab")) == [1] and list(table.prefixed("ab")) == [1, 2] and list(table.prefixed("a\x00")) == []

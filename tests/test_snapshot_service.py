@@ -239,6 +239,7 @@ def test_restart_serves_the_compact_base_with_the_changes_since(tmp_path, emulat
     with the changes after it; a restart serves both at once, before any Graph request."""
     from gateway.service import BASE_EXTENSION, CHANGES_EXTENSION
     from gateway.snapshot.codec import decode
+    from gateway.snapshot.inspect import format_inspect, inspect
 
     config = write_config(tmp_path, emulator)
     proc = ServerProcess(config)
@@ -253,6 +254,10 @@ def test_restart_serves_the_compact_base_with_the_changes_since(tmp_path, emulat
         assert proc.stop() == 0  # SIGTERM saves a last snapshot
     saved = decode((tmp_path / "var" / "snapshot.dgs").read_bytes())
     assert set(saved.extensions) == {BASE_EXTENSION, CHANGES_EXTENSION}
+    rows = inspect(str(tmp_path / "var"), time.time())
+    assert set(rows[0]["extensions"]) == {BASE_EXTENSION, CHANGES_EXTENSION}
+    assert rows[0]["extensions"][BASE_EXTENSION] > 0
+    assert "current: index-base " in format_inspect(rows)
     emulator.clear_requests()
     proc = ServerProcess(config)
     try:

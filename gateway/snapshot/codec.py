@@ -155,6 +155,8 @@ class SnapshotSummary:
     created: float
     version: int
     sources: dict[str, SourceSummary]
+    #: The size of each extension (see :func:`encode_parts`), by name.
+    extensions: dict[str, int] = field(factory=dict)
 
 
 # -- errors --------------------------------------------------------------------
@@ -413,6 +415,7 @@ def decode_summary(data: bytes | memoryview) -> SnapshotSummary:
         created=float(manifest["created"]),
         version=version,
         sources={s["name"]: SourceSummary(contacts=s["contacts"], sync=s["sync"]) for s in manifest["sources"]},
+        extensions={name: length for name, length in manifest["extensions"]},
     )
 
 

@@ -35,6 +35,7 @@ def rows_of(generations: list[GenerationInfo], now: float) -> list[dict[str, Any
                 }
                 for name, s in g.sources.items()
             },
+            "extensions": dict(g.extensions),
         })
     return rows
 
@@ -47,8 +48,11 @@ def inspect(directory: str, now: float, full: bool = False) -> list[dict[str, An
     is not a valid snapshot.  ``sources`` maps each source to its contact
     count and sync state (``delta_link``: it continues with delta rounds;
     ``importing``: an interrupted full import resumes; ``last_success``).
-    ``full`` also decodes every contact (slower; the checksum already
-    covers every byte).  Reads only; changes nothing.
+    ``extensions`` maps each extension to its size: ``index-base`` is the
+    index's compact base a restart serves at once, ``index-changes`` the
+    contacts changed since it was made.  ``full`` also decodes every contact
+    (slower; the checksum already covers every byte).  Reads only; changes
+    nothing.
     """
     return rows_of(FileSnapshotStore(directory).generations(full=full), now)
 
@@ -113,6 +117,10 @@ def format_inspect(rows: list[dict[str, Any]], directory: str | None = None) -> 
         out.append("  ".join(cells).rstrip())
     if directory:
         out.insert(0, f"snapshots in {directory}")
+    for row in rows:
+        if row.get("extensions"):
+            parts = ", ".join(f"{name} {_size(size)}" for name, size in sorted(row["extensions"].items()))
+            notes.insert(0, f"{row['generation']}: {parts}")
     if notes:
         out.append("")
         out.extend(notes)

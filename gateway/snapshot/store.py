@@ -82,6 +82,7 @@ class GenerationInfo:
     created: float | None = None
     version: int | None = None
     sources: dict[str, SourceInfo] = field(factory=dict)
+    extensions: dict[str, int] = field(factory=dict)  # name -> size (the index's base and its changes)
 
 
 def _source_info(contacts: int, sync: dict[str, Any]) -> SourceInfo:
@@ -111,8 +112,9 @@ def _info(generation: str, path: str, size: int, mtime: float, result: SnapshotS
     for name, source in result.sources.items():
         count = source.contacts if isinstance(source.contacts, int) else len(source.contacts)
         sources[name] = _source_info(count, source.sync)
+    extensions = {name: value if isinstance(value, int) else len(value) for name, value in result.extensions.items()}
     return GenerationInfo(generation, path, size, mtime, ok=True, created=result.created, version=result.version,
-                          sources=sources)
+                          sources=sources, extensions=extensions)
 
 
 def _bad_name(name: str, when: float, taken: Callable[[str], bool]) -> str:

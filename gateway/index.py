@@ -1312,12 +1312,18 @@ def _hints_of(members: dict[ContactKey, Tally], profile: SourceProfile) -> tuple
 
 @contextmanager
 def _collector_paused(pause: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block if ``pause`` (and it is running)."""
+    """Pause the cyclic garbage collector for the block if ``pause`` (and it is running).
+
+    What the block made is then frozen (``gc.freeze``): it is the index, long-lived and free
+    of cycles, and the first collection after the block would otherwise go through all of it
+    (1.5 s for 100k contacts, on the reactor thread).
+    """
     if not pause or not gc.isenabled():
         yield
         return
     gc.disable()
     try:
         yield
+        gc.freeze()
     finally:
         gc.enable()

@@ -223,8 +223,11 @@ def test_the_collector_runs_again_after_a_bulk_apply(monkeypatch):
         real_insert(self, entry)
 
     monkeypatch.setattr(ContactIndex, "_insert", insert)
+    frozen = gc.get_freeze_count()
     index.apply(Upsert(c) for c in contacts)
     assert all(paused) and gc.isenabled()
+    # what the bulk apply made is frozen: no first collection goes through it all
+    assert gc.get_freeze_count() >= frozen + len(contacts) and gc.get_count()[0] < len(contacts)
 
     def failing_insert(self, entry):
         raise RuntimeError("boom")

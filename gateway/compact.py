@@ -34,6 +34,8 @@ __all__ = ["CompactIndex", "Row", "SortedTexts", "BUCKET", "FORMAT"]
 
 #: Length of the value prefix that groups name values for searches in result order.
 BUCKET = 3
+#: One value in this many is kept aside as a fence for searching (see ``SortedTexts.lower``).
+FENCE = 64
 #: Version of the byte form; a loader refuses any other.
 FORMAT = 1
 _MAGIC = b"DIRGWIDX"
@@ -80,12 +82,15 @@ class SortedTexts:
     ``starts[i]`` is where value ``i`` starts (``starts[n]`` is ``len(text)``), ``ranks[i]``
     its rank."""
 
-    __slots__ = ("text", "starts", "ranks")
+    __slots__ = ("text", "starts", "ranks", "_fences")
 
     def __init__(self, text: str, starts: array, ranks: array) -> None:
         self.text = text
         self.starts = starts
         self.ranks = ranks
+        # every FENCE-th value (cut to a width), made when first searched: a search bisects
+        # them in C and then only FENCE values with a Python step each
+        self._fences: dict[int | None, list[str]] = {}
 
     @classmethod
     def build(cls, pairs: list[tuple[str, int]]) -> SortedTexts:
@@ -106,8 +111,8 @@ class SortedTexts:
         return self.text[starts[i]:starts[i + 1] - 1]
 
     def lower(self, wanted: str, width: int | None = None, lo: int = 0, hi: int | None = None) -> int:
-        """The first position whose value (cut to ``width``) is not below ``wanted``."""
-        text, starts = self.text, self.starts
+        """The first position in ``lo:hi`` whose value (cut to ``width``) is not below ``wanted``."""
+        text, starts, n = self.text, self.starts, len(self.ranks)
         if width is None:
             def value(i: int) -> str:
                 return text[starts[i]:starts[i + 1] - 1]
@@ -115,12 +120,27 @@ class SortedTexts:
             def value(i: int) -> str:
                 start = starts[i]
                 return text[start:min(start + width, starts[i + 1] - 1)]
-        return bisect_left(range(len(self.ranks)), wanted, lo, len(self.ranks) if hi is None else hi, key=value)
+        fence = self._fences.get(width)
+        if fence is None:
+            fence = self._fences[width] = [value(i) for i in range(0, n, FENCE)]
+        # the values before FENCE * (fences below wanted) - FENCE are below it, the one there is not
+        below = bisect_left(fence, wanted)
+        first = max(lo, (below - 1) * FENCE + 1) if below else lo
+        last = min(n if hi is None else hi, below * FENCE)
+        if first >= last:
+            return max(lo, min(first, n if hi is None else hi))
+        return bisect_left(range(n), wanted, first, last, key=value)
 
     def equal(self, wanted: str) -> array:
         """Ranks of the values equal to ``wanted`` (sorted by value)."""
-        lo = self.lower(wanted)
-        return self.ranks[lo:self.lower(wanted + "\x00", lo=lo)]
+        lo = hi = self.lower(wanted)
+        text, starts, n = self.text, self.starts, len(self.ranks)
+        while hi < n and text[starts[hi]:starts[hi + 1] - 1] == wanted:  # mostly one or two
+            hi += 1
+            if hi - lo > 8:  # a company's members, say: search for the end
+                hi = self.lower(wanted + "\x00", lo=hi)
+                break
+        return self.ranks[lo:hi]
 
     def prefixed(self, prefix: str) -> array:
         """Ranks of the values starting with ``prefix`` (sorted by value)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.compact import CompactIndex
 from gateway.graph.parse import Remove, Upsert
@@ -285,3 +287,41 @@ def test_sorted_texts_leave_out_values_holding_a_nul():
     assert [table.value(i) for i in range(len(table))] == ["ab", "abc"]
     assert list(table.equal("ab")) == [1] and list(table.prefixed("ab")) == [1, 2]
     assert list(table.prefixed("a\x00")) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.text("abc\u00e4", max_size=5), max_size=60), wanted=st.text("abc\u00e4", max_size=5),
+       width=st.sampled_from([None, 1, 2, 3]), bounds=st.tuples(st.integers(0, 70), st.integers(0, 70)),
+       fence=st.sampled_from([1, 2, 3, 7, 64]))
+def test_sorted_text_searches_find_what_a_plain_bisect_finds(values, wanted, width, bounds, fence):
+    """The fences (every FENCE-th value, bisected in C) never change where a search lands."""
+    import bisect
+    from unittest import mock
+
+    import gateway.compact as compact
+
+    with mock.patch.object(compact, "FENCE", fence):
+        check_lower(compact, values, wanted, width, bounds)
+
+
+def check_lower(compact, values, wanted, width, bounds):
+    import bisect
+
+    cut = (lambda v: v) if width is None else (lambda v: v[:width])
+    values = sorted(values, key=cut)
+    table = compact.SortedTexts.build([(v, i) for i, v in enumerate(values)])
+    lo, hi = min(bounds), max(bounds)
+    hi = min(hi, len(values))
+    lo = min(lo, hi)
+    keys = [cut(v) for v in values]
+    assert table.lower(wanted, width, lo, hi) == bisect.bisect_left(keys, wanted, lo, hi)
+    assert table.lower(wanted, width) == bisect.bisect_left(keys, wanted)
+
+
+def test_equal_values_are_found_however_many():
+    from gateway.compact import SortedTexts
+
+    for count in (0, 1, 8, 9, 10, 200):
+        table = SortedTexts.build(sorted([("a", 0), ("c", 1)] + [("b", 2 + i) for i in range(count)]))
+        assert list(table.equal("b")) == list(range(2, 2 + count))
+        assert list(table.equal("a")) == [0] and list(table.equal("c")) == [1] and list(table.equal("bb")) == []

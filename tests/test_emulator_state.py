@@ -202,3 +202,71 @@ def test_python_api_and_reactor_clock_latency(tmp_path: Path) -> None:
     assert emu.count() == 4
     assert [(r.kind, r.status) for r in emu.requests] == [
         ("token", 200), ("delta", 200), ("delta", 429), ("delta", 200)]
+
+
+class _SlowPages:
+    """A tenant's contact store whose pages take ``cost`` seconds of the emulator's clock to make."""
+
+    def __init__(self, store: Any, clock: Clock, cost: float) -> None:
+        self._store, self._clock, self.cost = store, clock, cost
+
+    def page(self, *args: Any, **kwargs: Any) -> Any:
+        self._clock.advance(self.cost)
+        return self._store.page(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_page_latency_is_the_response_time_including_making_the_page(tmp_path: Path) -> None:
+    """The latency counts from the request's arrival: a page that takes 2 s to make is answered
+    3 s later at a latency of 5, one that takes longer than the latency as soon as it is made;
+    the page shows the contacts as they were when it was made, and a fault's delay comes first."""
+    clock = Clock()
+    emu = GraphEmulator(clock, tmp_path, page_size=2, latency=5.0)
+    emu.seed_contacts([{"id": "a", "displayName": "A"}, {"id": "b", "displayName": "B"}])
+    app = emu.register_app(secret="pw")
+    stub = StubTreq(emu.resource)
+    access = _token(stub, emu, app.client_id, "pw")
+    slow = _SlowPages(emu.tenant.contacts, clock, 2.0)
+    emu.tenant.contacts = slow  # type: ignore[assignment]
+
+    arrived_at = clock.seconds()
+    arrived = _results(_get(stub, "http://127.0.0.1/v1.0/contacts/delta", access))
+    stub.flush()
+    assert clock.seconds() == arrived_at + 2.0  # made on arrival
+    emu.change_contact("a", displayName="A2")  # after the page was made: not in it
+    clock.advance(2.9)
+    stub.flush()
+    assert arrived == [] and emu.requests[-1].status is None  # pending
+    clock.advance(0.1)
+    stub.flush()
+    assert clock.seconds() == arrived_at + 5.0 and arrived[0].code == 200
+    body = stub.json_content(arrived[0])
+    stub.flush()
+    assert [c["displayName"] for c in body.result["value"]] == ["A", "B"]
+    assert emu.requests[-1].status == 200
+
+    slow.cost = 7.0  # longer than the latency: no wait on top
+    d = _get(stub, "http://127.0.0.1/v1.0/contacts/delta", access)
+    stub.flush()
+    assert d.called and d.result.code == 200
+
+    slow.cost = 2.0
+    emu.inject("delta", Fault.slow(4.0))  # waited before the request is looked at
+    late = _results(_get(stub, "http://127.0.0.1/v1.0/contacts/delta", access))
+    stub.flush()
+    clock.advance(3.9)
+    stub.flush()
+    assert late == []
+    clock.advance(0.1)  # the delay is over: the page is made (2 s), then 3 s of latency are left
+    stub.flush()
+    clock.advance(2.9)
+    stub.flush()
+    assert late == []
+    clock.advance(0.1)
+    stub.flush()
+    assert late[0].code == 200
+    body = stub.json_content(late[0])
+    stub.flush()
+    assert sorted(c["displayName"] for c in body.result["value"]) == ["A2", "B"]

@@ -45,7 +45,8 @@ class Settings:
     page_size: int = 100
     """Items per delta page and default ``$top`` of list pages."""
     latency: float = 0.0
-    """Seconds (reactor clock) before every Graph page is answered."""
+    """Response time (reactor clock) of every Graph page: from the request's arrival to its
+    answer, the time the emulator takes to make the page included (see ``web.py``)."""
     token_lifetime: int = 3599
     """``expires_in`` of access tokens (msal re-acquires below 300)."""
     delta_token_lifetime: float = 7 * 86400

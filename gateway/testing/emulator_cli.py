@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", metavar="DIR",
                    help="where the CA, server certificate and secret go (default: a new temp dir)")
     p.add_argument("--page-size", type=int, default=100, help="items per page (default 100)")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds before each Graph page")
+    p.add_argument("--latency", type=float, default=0.0, help="response time of each Graph page, in seconds")
     p.add_argument("--tenant", default="contoso.onmicrosoft.com", help="tenant domain")
     p.add_argument("--tenant-id", help="tenant GUID (default: random)")
     p.add_argument("--client-id", help="client id of the registered app (default: random)")

@@ -2,6 +2,12 @@
 
 `EmulatorResource` is a leaf ``twisted.web`` resource over a `GraphEmulator`; delays wait on
 the emulator's reactor clock (``callLater``), so a test with a fake clock advances them by hand.
+
+A Graph page's ``latency`` is its response time, as a real server's: the time from the request's
+arrival (after an injected fault's delay, if any) to its answer.  The reply is made first and
+only what is left of the latency is waited (nothing when making it took longer), so the
+emulator's own work does not add to every page.  A page therefore shows the contacts as they
+were when it was made, at arrival, not as they are when it is sent.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from attrs import define
 from twisted.internet.interfaces import IDelayedCall
@@ -27,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["EmulatorResource", "RequestRecord"]
 
 _GRAPH_KINDS = ("delta", "contacts")
-"""Graph requests that wait for the ``latency`` setting."""
+"""Graph requests answered ``latency`` seconds after they arrive."""
 _GRAPH_REPLY_KINDS = ("delta", "contacts", "directory")
 """Graph requests: Graph's error bodies for faults, OData headers."""
 _DIRECTORY_ROOTS = ("applications", "servicePrincipals", "directory")
@@ -124,22 +130,35 @@ class EmulatorResource(Resource):
         if fault is not None:
             record.fault = _describe(fault)
         delay = fault.delay if fault is not None else 0.0
-        if route.kind in _GRAPH_KINDS:
-            delay += self._emulator.settings.latency
-        if delay <= 0:
-            self._answer(request, route, fault, record, request_id, client_request_id)
+        latency = self._emulator.settings.latency if route.kind in _GRAPH_KINDS else 0.0
+        if delay <= 0 and latency <= 0:
+            self._prepare_answer(request, route, fault, record, request_id, client_request_id)()
             return
         gone: list[bool] = []
-        call: IDelayedCall = self._emulator.call_later(
-            delay, lambda: gone or self._answer(request, route, fault, record, request_id,
-                                                client_request_id))
+        waiting: list[IDelayedCall] = []
+
+        def build() -> None:
+            # The latency is the time from here to the answer, as a server's response time is:
+            # the reply is made first, and only what is left of the latency is waited.
+            started = self._emulator.now()
+            send = self._prepare_answer(request, route, fault, record, request_id, client_request_id)
+            left = latency - (self._emulator.now() - started)
+            if left <= 0:
+                send()
+            else:
+                waiting.append(self._emulator.call_later(left, lambda: gone or send()))
 
         def client_left(_: object) -> None:
             gone.append(True)
-            if call.active():
-                call.cancel()
+            for call in waiting:
+                if call.active():
+                    call.cancel()
 
         request.notifyFinish().addErrback(client_left)
+        if delay > 0:  # a slow-answer fault: the request waits its delay before it is looked at
+            waiting.append(self._emulator.call_later(delay, lambda: gone or build()))
+        else:
+            build()
 
     def _base(self, request: Request) -> str:
         """Scheme and authority the client used: links and discovery documents point back to it."""
@@ -148,14 +167,17 @@ class EmulatorResource(Resource):
             return self._emulator.base_url
         return f"{'https' if request.isSecure() else 'http'}://{host}"
 
-    def _answer(self, request: Request, route: _Route, fault: Fault | None, record: RequestRecord,
-                request_id: str, client_request_id: str | None) -> None:
-        transport = request.channel.transport if request.channel is not None else None
+    def _prepare_answer(self, request: Request, route: _Route, fault: Fault | None,
+                        record: RequestRecord, request_id: str,
+                        client_request_id: str | None) -> Callable[[], None]:
+        """Make the reply to ``request`` now; returns what sends it (or drops the connection)."""
         if fault is not None and fault.action == "drop":
-            record.status = 0
-            if transport is not None:
-                transport.abortConnection()
-            return
+            def drop() -> None:
+                record.status = 0
+                transport = request.channel.transport if request.channel is not None else None
+                if transport is not None:
+                    transport.abortConnection()
+            return drop
         base = self._base(request)
         if fault is not None and fault.status is not None:
             retry_after = fault.retry_after_header(time.time())
@@ -174,11 +196,12 @@ class EmulatorResource(Resource):
                                     client_request_id, request_id)
             if fault is not None:
                 reply = _transform(reply, fault.action, route.kind)
-        record.status = reply.status
-        if fault is not None and fault.action == "cut":
-            self._write(request, reply, request_id, client_request_id, route.kind, cut=True)
-            return
-        self._write(request, reply, request_id, client_request_id, route.kind)
+        cut = fault is not None and fault.action == "cut"
+
+        def send() -> None:
+            record.status = reply.status
+            self._write(request, reply, request_id, client_request_id, route.kind, cut=cut)
+        return send
 
     def _graph_context(self, base: str, request_id: str,
                        client_request_id: str | None) -> graph.GraphContext:

@@ -12,7 +12,9 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 
 from gateway.graph.client import ResyncRequired
+from gateway.graph.parse import Upsert
 from gateway.index import ContactIndex
+from gateway.model import Contact
 from gateway.sync import m365
 from gateway.sync.m365 import M365Source, initial_delta_url
 
@@ -67,6 +69,9 @@ class Stopwatch:
 class CostlyIndex(ContactIndex):
     """Each prepared contact and each applied change costs ``cost`` seconds on the stopwatch."""
 
+    check_cost = 0.0
+    """Seconds each ``unchanged`` check costs on the stopwatch."""
+
     def __init__(self, stopwatch: Stopwatch, cost: float) -> None:
         super().__init__()
         self.stopwatch = stopwatch
@@ -78,6 +83,10 @@ class CostlyIndex(ContactIndex):
         self.stopwatch.now += self.cost
         return super().prepare(contact)
 
+    def unchanged(self, contact):
+        self.stopwatch.now += self.check_cost
+        return super().unchanged(contact)
+
     def apply(self, changes):
         changes = list(changes)
         self.applies.append(len(changes))
@@ -87,13 +96,23 @@ class CostlyIndex(ContactIndex):
 
 
 class CountingClock(Clock):
-    """A reactor stand-in that counts the turns it was asked for."""
+    """A reactor stand-in that counts the turns it was asked for, and runs them one at a time."""
 
     turns = 0
 
     def callLater(self, delay, f, *args, **kw):
         self.turns += 1
         return super().callLater(delay, f, *args, **kw)
+
+    def turn(self) -> None:
+        """Run the calls due now, not those they schedule (``advance(0)`` runs those too): one
+        turn of a real reactor, in which LDAP requests would be answered between slices."""
+        due = [call for call in self.calls if call.getTime() <= self.seconds()]
+        for call in due:
+            if call in self.calls:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
 
 
 def make_source(cost: float = 0.0, slice_seconds: float = 0.001):
@@ -120,10 +139,15 @@ def test_next_page_is_requested_before_this_one_is_applied():
     assert graph.urls() == [FIRST]
     graph.answer(0, body(0, 3, 5))
     assert graph.urls() == [FIRST, f"{GRAPH}/next/1"]
+    assert requested_when_applied == []  # not in the turn the page arrived in
+    reactor.turn()
+    assert requested_when_applied == []  # nor in the next: the request for page 1 is written first
+    reactor.turn()
     assert requested_when_applied and requested_when_applied[0] == 2  # page 1 was asked for first
     graph.answer(1, body(1, 3, 5))
     graph.answer(2, body(2, 3, 5))
-    reactor.advance(0)
+    while not outcome:
+        reactor.turn()
     assert outcome == [True]
     assert len(index) == 15
     assert source.state.delta_link == f"{GRAPH}/delta/done"
@@ -140,15 +164,17 @@ def test_requests_run_at_most_pages_ahead_of_processing():
         graph.answer(n, body(n, 8, 10))
     assert len(graph.requests) == 1 + m365.PAGES_AHEAD  # and none further: nothing has been taken
     while len(index) < 10:
-        reactor.advance(0)
-    reactor.advance(0)
+        reactor.turn()
+        assert len(graph.requests) == 1 + m365.PAGES_AHEAD  # page 0 is still being processed
+    for _ in range(3):  # the turns after page 0's last slice
+        reactor.turn()
     assert len(graph.requests) == 2 + m365.PAGES_AHEAD  # page 1 was taken: room for one more
     for n in range(len(graph.requests) - 1, 8):
         while len(graph.requests) <= n:
-            reactor.advance(0)
+            reactor.turn()
         graph.answer(n, body(n, 8, 10))
     while not outcome:
-        reactor.advance(0)
+        reactor.turn()
     assert outcome == [True]
     assert len(index) == 80
     assert graph.urls() == [FIRST] + [f"{GRAPH}/next/{n}" for n in range(1, 8)]
@@ -161,15 +187,21 @@ def test_a_page_is_applied_in_short_slices_with_the_reactor_in_between():
     outcome = run_round(source)
     graph.answer(0, body(0, 1, 20))
     assert not outcome  # not done in one go
-    reactor.advance(0)
+    taken = 0
+    while not outcome:
+        reactor.turn()
+        taken += 1
     assert outcome == [True]
     assert len(index) == 20
     chunks = index.applies[:-1]  # the last apply catches up with what the pages missed: nothing
     assert index.applies[-1] == 0
     assert sum(chunks) == 20 and len(chunks) >= 5
+    assert taken >= 2 * len(chunks)  # the round needed the reactor's turns, two per chunk
     assert max(chunks) <= 3  # a chunk (prepare 0.4 ms and apply 0.4 ms a contact) fits a 1 ms slice
     turns = turns_at_apply[:-1]
-    assert all(b > a for a, b in zip(turns, turns[1:]))  # the reactor's turn between any two chunks
+    # two turns between any two chunks: requests are read and answered in the first, and Twisted
+    # writes the answers when it next polls, in the second, before the next chunk
+    assert all(b - a >= 2 for a, b in zip(turns, turns[1:]))
 
 
 def test_searches_see_the_import_grow_and_the_resume_point_moves_per_page():
@@ -180,12 +212,12 @@ def test_searches_see_the_import_grow_and_the_resume_point_moves_per_page():
     while len(graph.requests) < 2 or source.state.next_link is None:
         seen.add(len(index))
         assert source.state.next_link is None  # page 0 not done: resuming would redo it
-        reactor.advance(0)
+        reactor.turn()
     assert len(index) == 10 and source.state.next_link == f"{GRAPH}/next/1"
     assert any(0 < n < 10 for n in seen)
     graph.answer(1, body(1, 2, 10))
     while not outcome:
-        reactor.advance(0)
+        reactor.turn()
     assert outcome == [True] and len(index) == 20 and source.state.next_link is None
 
 
@@ -195,15 +227,15 @@ def test_a_failure_ahead_reaches_the_import_after_the_pages_before_it():
     graph.answer(0, body(0, 3, 4))
     graph.answer(1, ResyncRequired(410, "resyncRequired", "gone"))
     while len(graph.requests) < 3:  # the source starts afresh after the failure
-        reactor.advance(0)
+        reactor.turn()
     assert len(index) == 4  # page 0 was applied before the failure surfaced
     assert graph.urls()[2] == FIRST
     for n, page in ((2, 0), (3, 1), (4, 2)):
         while len(graph.requests) <= n:
-            reactor.advance(0)
+            reactor.turn()
         graph.answer(n, body(page, 3, 4))
     while not outcome:
-        reactor.advance(0)
+        reactor.turn()
     assert outcome == [True]
     assert len(index) == 12
 
@@ -218,3 +250,43 @@ def test_stopping_cancels_the_requests_in_flight():
     source.stopService()
     assert in_flight.called  # cancelled
     assert len(graph.requests) == 2
+
+
+def test_the_check_after_the_last_page_yields_too():
+    """After the last page, every contact is checked against the index (normally nothing is left
+    to apply): in slices as well, not in one go over the whole source."""
+    source, graph, index, reactor = make_source(cost=0.0001, slice_seconds=0.001)
+    index.check_cost = 0.00002  # 100 checks: 2 ms
+    held_since = []
+    reactor.callLater = lambda delay, f, *a, **kw: (held_since.append(source._now()),
+                                                    CountingClock.callLater(reactor, delay, f, *a, **kw))[1]
+    outcome = run_round(source)
+    pages = 6
+    for n in range(pages):
+        while len(graph.requests) <= n:
+            reactor.turn()
+        graph.answer(n, body(n, pages, 100))
+    while not outcome:
+        reactor.turn()
+    assert outcome == [True] and len(index) == 600 and index.applies[-1] == 0
+    held_since.append(source._now())  # the round's end
+    longest = max(b - a for a, b in zip(held_since, held_since[1:]))
+    assert longest < 0.004  # at most 100 checks and a slice between two turns, not all 600
+
+
+def test_what_the_import_does_not_have_is_removed_at_its_end_and_other_sources_stay():
+    """The check after the last page removes a contact of this source the pages did not bring
+    (here: put into the index behind the import's back), and leaves other sources alone."""
+    source, graph, index, reactor = make_source()
+    outcome = run_round(source)
+    graph.answer(0, body(0, 2, 5))
+    index.apply([Upsert(Contact("m365", "stray", display_name="Stray")),
+                 Upsert(Contact("files", "f1", display_name="From a file"))])
+    while len(graph.requests) < 2:
+        reactor.turn()
+    graph.answer(1, body(1, 2, 5))
+    while not outcome:
+        reactor.turn()
+    assert outcome == [True]
+    assert sorted(c.id for c in index.contacts("m365")) == sorted(f"c{p}-{i}" for p in range(2) for i in range(5))
+    assert [c.id for c in index.contacts("files")] == ["f1"]

@@ -1,7 +1,7 @@
 """The ``m365_mail_contacts`` source: full import, then delta rounds, via Graph.
 
 A full import makes contacts searchable as pages arrive when the source has
-nothing yet (applied in slices of about a millisecond, so a search may see
+nothing yet (applied in slices of about half a millisecond, so a search may see
 part of a page; the resume point moves page by page); a re-import (expired
 delta token) is staged while the old data keeps being served, then swapped
 in.  Pages are requested one after the other as soon as the previous one
@@ -36,7 +36,7 @@ __all__ = ["SyncState", "M365Source", "initial_delta_url"]
 
 #: Seconds of import work (preparing, applying) between two chances for the reactor to answer
 #: LDAP requests: a caller-ID lookup arriving meanwhile waits at most about this long.
-SLICE_SECONDS = 0.001
+SLICE_SECONDS = 0.0005
 
 #: Pages requested ahead of the one being processed (Graph's nextLinks are sequential: the next
 #: page is requested as soon as the one before it arrives, while earlier pages are processed).
@@ -373,11 +373,14 @@ class M365Source(Service):
             while True:
                 while not arrived:
                     await sleep()
-                    self._slice_started = self._now()  # the reactor had its turn while we waited
                 page = arrived.popleft()
                 wake_up()  # room for the next request
                 if isinstance(page, BaseException):
                     raise page
+                # The reactor's turn before this page's slices: the request for a page just asked
+                # for goes out, and the work of a page that just arrived (reading, decoding and
+                # parsing it) is not followed by a slice in the same turn.
+                await self._breathe(now=True)
                 for problem in page.skipped:
                     self.log.warn("source {source}: skipped {problem}", source=self.name, problem=problem)
                 yield page
@@ -390,8 +393,15 @@ class M365Source(Service):
             wake_up()
 
     async def _breathe(self, now: bool = False) -> None:
-        """Let the reactor answer LDAP requests if this slice of work has taken its time (or ``now``)."""
+        """Let the reactor answer LDAP requests if this slice of work has taken its time (or ``now``).
+
+        Two turns: in the first the reactor reads the requests that came meanwhile and answers
+        them, but Twisted writes the answers (and our requests for pages) only when it next polls
+        its sockets, after the calls due; the second turn lets it do so before the next slice,
+        which would hold them back otherwise.
+        """
         if now or self._now() - self._slice_started >= self._slice:
+            await deferLater(self._reactor, 0, lambda: None)
             await deferLater(self._reactor, 0, lambda: None)
             self._slice_started = self._now()
 
@@ -484,17 +494,26 @@ class M365Source(Service):
             # and the import does not (nothing, normally).  Found in slices: there is no mix of old
             # and new data to hide.
             swap = []
-            held = list(self._index.contacts(self.name))  # a copy: other sources may apply meanwhile
-            for n, c in enumerate(held):
-                if c.id not in staged:
-                    swap.append(Remove(self.name, c.id))
-                if n % 1000 == 999:
-                    await self._breathe()
             for n, c in enumerate(staged.values()):
                 if not self._index.unchanged(c):
                     swap.append(Upsert(c))
-                if n % 1000 == 999:
+                if n % 100 == 99:
                     await self._breathe()
+            if swap or len(self._index) != len(staged):
+                # The index holds more than this import (other sources, perhaps stale contacts of
+                # this one): look at this source's contacts.  contacts() copies the index's entries
+                # (other sources may apply meanwhile); collections would only scan that copy.
+                collecting = gc.isenabled()
+                gc.disable()
+                try:
+                    for n, c in enumerate(self._index.contacts(self.name)):
+                        if c.id not in staged:
+                            swap.append(Remove(self.name, c.id))
+                        if n % 100 == 99:
+                            await self._breathe()
+                finally:
+                    if collecting:
+                        gc.enable()
         else:
             stale = [Remove(self.name, c.id) for c in self._index.contacts(self.name) if c.id not in staged]
             swap = stale + [ready[i] if i in ready else Upsert(c) for i, c in staged.items()]

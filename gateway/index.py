@@ -25,7 +25,15 @@ from gateway.compact import BUCKET, CompactIndex, Row, SortedTexts
 from gateway.graph.parse import Change, Remove, Upsert
 from gateway.ldap.schema import NAME_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
 from gateway.model import Contact, Phone
-from gateway.numbers import NumberSettings, StoredNumber, hints_from_tallies, parse_stored, region_hints, region_tally
+from gateway.numbers import (
+    NumberSettings,
+    StoredNumber,
+    hints_from_tallies,
+    parse_stored,
+    reads_regions,
+    region_hints,
+    region_tally,
+)
 from gateway.fuzzy import FrozenFuzzy, FuzzyMatcher, index_variants
 from gateway.text import fold, fold_unique
 
@@ -97,15 +105,34 @@ class IndexedContact:
             self.numbers: dict[str, tuple[StoredNumber, ...]] = {}
             return
         settings = profile.numbers
-        hints = region_hints([p.number for p in phones], settings)
-        if company_hints:
-            hints = tuple(dict.fromkeys(hints + company_hints))
+        hints = _regions(contact, settings, company_hints)
         # values holds each phone attribute's numbers in the order of the phones; the attributes
         # are listed in the order they first occur
         self.numbers = {
             attr: tuple([parse_stored(raw, settings, regions=hints) for raw in values[attr]])
             for attr in dict.fromkeys([phone_attribute_for_kind(p.kind) for p in phones])
         }
+
+    def with_company_hints(self, profile: SourceProfile, company_hints: tuple[str, ...]) -> IndexedContact:
+        """This contact read with other company region hints: ``IndexedContact(self.contact,
+        profile, company_hints)``, made by reading again only the numbers the hints can change
+        (those written without country code; ``numbers.reads_regions``)."""
+        new = IndexedContact.__new__(IndexedContact)
+        new.contact, new.uid, new.sort_key, new.values = self.contact, self.uid, self.sort_key, self.values
+        new.folded, new.variants = self.folded, self.variants
+        new.rendered = None
+        new.company_hints = company_hints
+        if not self.numbers:
+            new.numbers = self.numbers
+            return new
+        settings = profile.numbers
+        hints = _regions(self.contact, settings, company_hints)
+        new.numbers = {
+            attr: tuple([parse_stored(n.raw, settings, regions=hints) if reads_regions(n.raw, settings) else n
+                         for n in numbers])
+            for attr, numbers in self.numbers.items()
+        }
+        return new
 
     @property
     def key(self) -> ContactKey:
@@ -114,6 +141,15 @@ class IndexedContact:
     def all_numbers(self) -> Iterator[StoredNumber]:
         for numbers in self.numbers.values():
             yield from numbers
+
+
+def _regions(contact: Contact, settings: NumberSettings, company_hints: tuple[str, ...]) -> tuple[str, ...]:
+    """The regions a contact's numbers without country code are read in: its own numbers'
+    countries, then its company's."""
+    hints = region_hints([p.number for p in contact.phones], settings)
+    if company_hints:
+        hints = tuple(dict.fromkeys(hints + company_hints))
+    return hints
 
 
 #: Names repeat a lot (surnames, companies): their variants are worked out once.
@@ -244,7 +280,6 @@ class ContactIndex:
         changes = list(changes)
         with _collector_paused(len(changes) >= PAUSE_COLLECTOR_AT):
             hints_before = self._plan_company_hints(changes)
-            read_with_planned_hints: dict[ContactKey, IndexedContact] = {}
             upserted = removed = 0
             for change in changes:
                 if isinstance(change, Prepared):
@@ -260,12 +295,11 @@ class ContactIndex:
                     self._remove(change.contact.key)
                     entry = self._entry(change.contact)
                     self._insert(entry)
-                    read_with_planned_hints[entry.key] = entry
                     upserted += 1
                 elif isinstance(change, Remove):
                     if self._remove((change.source, change.id)):
                         removed += 1
-            self._settle_companies(hints_before, read_with_planned_hints)
+            self._settle_companies(hints_before)
             self._flush()
             self.generation += 1
         return upserted, removed
@@ -327,16 +361,13 @@ class ContactIndex:
     def _settle_companies(
         self,
         hints_before: dict[tuple[str, str], tuple[str, ...]] | None = None,
-        read_with_planned_hints: dict[ContactKey, IndexedContact] | None = None,
     ) -> None:
         """Re-read the numbers of contacts whose company's region hints changed with this batch.
 
         ``hints_before``: the hints before the batch of the companies whose hints
-        ``_plan_company_hints`` has already stored; ``read_with_planned_hints``: the batch's
-        contacts that were read with them.
+        ``_plan_company_hints`` has already stored (the batch's contacts were read with them).
         """
         hints_before = hints_before or {}
-        read_with_planned_hints = read_with_planned_hints or {}
         dirty, self._dirty_companies = self._dirty_companies, set()
         for ckey in dirty:
             members = self._companies.get(ckey)
@@ -354,19 +385,52 @@ class ContactIndex:
             self._company_hints[ckey] = hints
             for key in list(members):
                 entry = self.get(key)
-                if entry is None:
-                    continue
-                if entry.company_hints != hints:
-                    self._remove(key)
-                    self._insert(IndexedContact(entry.contact, profile, hints))
-                elif read_with_planned_hints.get(key) is entry:
-                    # Read with the new hints already; moved behind its colleagues as re-reading
-                    # it would have moved it (read with the old hints, then again), so that the
-                    # order of a company's members (ties between regions) and of the contacts
-                    # stays what it always was.
-                    members[key] = members.pop(key)
-                    self._by_key[key] = self._by_key.pop(key)
+                if entry is not None and entry.company_hints != hints:
+                    self._renumber(entry, profile, hints)
         self._dirty_companies.clear()
+
+    def _renumber(self, entry: IndexedContact, profile: SourceProfile, hints: tuple[str, ...]) -> None:
+        """Read a contact's numbers again with its company's new region hints, in place: it keeps
+        its place among its colleagues and in the index, and its names are not touched.
+
+        Not noted as a change for snapshot bases: it follows from its colleagues' changes, and a
+        restart that applies them reads it again just so.
+        """
+        new = entry.with_company_hints(profile, hints)
+        key = entry.key
+        if key not in self._by_key:  # a base contact: it moves to this index's structures
+            rank = self._live_rank(key)
+            assert rank is not None
+            self._hidden.add(rank)
+            self._materialized.pop(rank, None)
+            self._base_counts[key[0]] -= 1
+            self._insert(new, note=False)  # its company keeps it where it is
+            return
+        self._by_key[key] = new
+        self._by_uid[new.uid] = new
+        if key in self._pending:  # its sorted-list entries are still to be added
+            self._pending[key] = new
+        if new.numbers == entry.numbers:
+            return
+        self._index_numbers(entry, key, _discard)
+        self._index_numbers(new, key, _add_key)
+        if key not in self._pending:
+            old_forms, new_forms = _search_forms(entry), _search_forms(new)
+            if old_forms != new_forms:
+                for form in old_forms:
+                    self._number_forms.discard((form, key))
+                self._number_forms.update([(form, key) for form in new_forms])
+
+    def _index_numbers(self, entry: IndexedContact, key: ContactKey, note: Callable) -> None:
+        """``note(mapping, number key, contact key)`` for each number key of an entry."""
+        company_record = entry.contact.is_company_record
+        for number in entry.all_numbers():
+            for k in number.match_keys():
+                note(self._by_number, k, key)
+            for k in number.alternative_keys():
+                note(self._by_alternative, k, key)
+            if number.head and (number.is_head or company_record):
+                note(self._by_head, number.head, key)
 
     def replace_source(self, source: str, contacts: Iterable[Contact]) -> tuple[int, int]:
         """Make a source's contacts exactly ``contacts`` (a full import's result)."""
@@ -394,10 +458,10 @@ class ContactIndex:
     def _add(self, contact: Contact) -> None:
         self._insert(self._entry(contact))
 
-    def _insert(self, entry: IndexedContact) -> None:
+    def _insert(self, entry: IndexedContact, note: bool = True) -> None:
         key = entry.key
         contact = entry.contact
-        if self._journal:
+        if self._journal and note:
             self._note(key)
         ckey = company_key(contact)
         if ckey is not None:
@@ -409,14 +473,7 @@ class ContactIndex:
         self._sort_of[key] = entry.sort_key
         self._pending[key] = entry
         self._fuzzy.add(key, _fuzzy_texts(entry))
-        by_number, by_alternative = self._by_number, self._by_alternative
-        for number in entry.all_numbers():
-            for k in number.match_keys():
-                _add_key(by_number, k, key)
-            for k in number.alternative_keys():
-                _add_key(by_alternative, k, key)
-            if number.head and (number.is_head or contact.is_company_record):
-                _add_key(self._by_head, number.head, key)
+        self._index_numbers(entry, key, _add_key)
 
     def _flush(self) -> None:
         """Add the batch's sorted-list entries: one sort for a bulk load, single adds for a few.
@@ -497,13 +554,7 @@ class ContactIndex:
             for form in _search_forms(entry):
                 self._number_forms.discard((form, key))
         self._fuzzy.remove(key)
-        for number in entry.all_numbers():
-            for k in number.match_keys():
-                _discard(self._by_number, k, key)
-            for k in number.alternative_keys():
-                _discard(self._by_alternative, k, key)
-            if number.head and (number.is_head or entry.contact.is_company_record):
-                _discard(self._by_head, number.head, key)
+        self._index_numbers(entry, key, _discard)
         return True
 
     # -- lookups ---------------------------------------------------------

@@ -12,6 +12,8 @@ import random
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.graph.parse import Remove, Upsert
 from gateway.index import PAUSE_COLLECTOR_AT, ContactIndex, IndexedContact, SourceProfile
@@ -246,3 +248,31 @@ def test_a_paused_collector_stays_paused():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10_000), old=st.lists(st.sampled_from(["AT", "GB", "CH", "FR", "US", "NL"]), max_size=3),
+       new=st.lists(st.sampled_from(["AT", "GB", "CH", "FR", "US", "NL"]), max_size=3))
+def test_reading_a_contact_again_with_other_hints_equals_reading_it_afresh(seed, old, new):
+    """``with_company_hints`` reads again only the numbers the hints can change, and ends where
+    reading the whole contact with the new hints ends."""
+    profile = SourceProfile("s", 100, SETTINGS)
+    contact = people(seed, 1)[0]
+    old_hints, new_hints = tuple(dict.fromkeys(old)), tuple(dict.fromkeys(new))
+    again = IndexedContact(contact, profile, old_hints).with_company_hints(profile, new_hints)
+    fresh = IndexedContact(contact, profile, new_hints)
+    assert (again.numbers, again.company_hints, again.values, again.folded, again.variants, again.sort_key,
+            again.uid) == (fresh.numbers, fresh.company_hints, fresh.values, fresh.folded, fresh.variants,
+                           fresh.sort_key, fresh.uid)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.sampled_from(FOREIGN + NATIONAL + ["+49 89 1234-0", "00 44 20 7946 0018", "217", "-5", "x"]),
+       regions=st.lists(st.sampled_from(["AT", "GB", "CH", "FR", "US", "NL", "DE"]), max_size=3))
+def test_numbers_that_do_not_read_regions_read_the_same_in_any(raw, regions):
+    from gateway.numbers import parse_stored, reads_regions
+
+    if not reads_regions(raw, SETTINGS):
+        assert parse_stored(raw, SETTINGS, regions=tuple(regions)) == parse_stored(raw, SETTINGS)
+    else:  # and some of the others do read differently somewhere (the test can tell)
+        assert raw in NATIONAL

@@ -34,7 +34,14 @@ from gateway.numbers.settings import (
     NumberSettings,
     settings_from_config,
 )
-from gateway.numbers.stored import StoredNumber, hints_from_tallies, parse_stored, region_hints, region_tally
+from gateway.numbers.stored import (
+    StoredNumber,
+    hints_from_tallies,
+    parse_stored,
+    reads_regions,
+    region_hints,
+    region_tally,
+)
 from gateway.numbers.substrings import (
     Pattern,
     match_pattern,
@@ -56,6 +63,7 @@ __all__ = [
     "format_number",
     "match_pattern",
     "parse_stored",
+    "reads_regions",
     "proximity_candidates",
     "proximity_keys",
     "region_hints",

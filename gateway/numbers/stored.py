@@ -41,7 +41,7 @@ from gateway.numbers.normalize import (
 )
 from gateway.numbers.settings import DEFAULT_MAX_EXTENSION_DIGITS, NumberSettings
 
-__all__ = ["StoredNumber", "parse_stored", "region_hints", "search_forms_of"]
+__all__ = ["StoredNumber", "parse_stored", "reads_regions", "region_hints", "search_forms_of"]
 
 #: How many results :func:`parse_stored` keeps per (settings, regions): the
 #: numbers of a company repeat over its contacts, and an unchanged contact
@@ -469,6 +469,25 @@ def _parser(settings: NumberSettings, regions: tuple[str, ...]) -> Any:
     return parse
 
 
+def reads_regions(raw: str, settings: NumberSettings) -> bool:
+    """Whether :func:`parse_stored` looks at ``regions`` to read ``raw``: only for a number
+    written without country code (no "+", no international prefix) that is no extension.
+    The others read the same whatever a contact's company suggests."""
+    parts, _ = split_with_digits(raw if isinstance(raw, str) else "")
+    return parts is not None and _written_as(parts, settings) is None
+
+
+def _written_as(parts: Any, settings: NumberSettings) -> str | None:
+    """What the way a number is written says without regions: "international" (with "+" or
+    the international prefix) or "extension"; None for a number to read in regions."""
+    d = parts.digits
+    if parts.plus or d.startswith(settings.idd):
+        return "international"
+    if parts.leading_dash or len(d) <= settings.extension_length:
+        return "extension"
+    return None
+
+
 def _parse_stored(raw: str, settings: NumberSettings, regions: tuple[str, ...]) -> StoredNumber:
     raw_text = raw if isinstance(raw, str) else ""
     parts, digits = split_with_digits(raw_text)
@@ -477,11 +496,12 @@ def _parse_stored(raw: str, settings: NumberSettings, regions: tuple[str, ...]) 
     d = parts.digits
     text = None
     kind = "international"
-    if parts.plus:
+    written = _written_as(parts, settings)  # None: read in the regions below (reads_regions)
+    if written == "international" and parts.plus:
         text = "+" + d
-    elif d.startswith(settings.idd):
+    elif written == "international":
         text = "+" + d[len(settings.idd):]
-    elif parts.leading_dash or len(d) <= settings.extension_length:
+    elif written == "extension":
         if settings.main_head is None:
             return _unreadable(raw_text, digits, "extension without main number", "extension")
         if settings.main_head == settings.main_e164:

@@ -49,6 +49,13 @@ def caller_id_filters(data_dir: str) -> str:
     return path
 
 
+def pin(pid: int, cpus: str) -> None:
+    """Keep a running process on ``cpus`` (as ``taskset`` does for a new one), where there are that many."""
+    wanted = {int(c) for c in cpus.split(",")}
+    if hasattr(os, "sched_setaffinity") and wanted <= os.sched_getaffinity(0):
+        os.sched_setaffinity(pid, wanted)
+
+
 def taskset(cpus: str | None) -> list[str]:
     if cpus and shutil.which("taskset"):
         return ["taskset", "-c", cpus]

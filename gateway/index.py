@@ -531,12 +531,7 @@ class ContactIndex:
         unsorted = self._pending.pop(key, None) is not None  # its sorted-list entries were never added
         ckey = company_key(entry.contact)
         if ckey is not None:
-            members = self._companies.get(ckey)
-            if members is not None:
-                members.pop(key, None)
-                if not members:
-                    del self._companies[ckey]
-            self._dirty_companies.add(ckey)
+            self._leave_company(ckey, key)
         self._by_uid.pop(entry.uid, None)
         self._sort_of.pop(key, None)
         if not unsorted:
@@ -996,21 +991,24 @@ class ContactIndex:
                 streams.extend(table.ranks[lo:hi] for lo, hi in table.buckets_under(wanted))
         return streams
 
+    def _leave_company(self, ckey: tuple[str, str], key: ContactKey) -> None:
+        """A contact is no longer among a company's members (its hints are settled after the batch)."""
+        members = self._companies.get(ckey)
+        if members is not None:
+            members.pop(key, None)
+            if not members:
+                del self._companies[ckey]
+        self._dirty_companies.add(ckey)
+
     def _remove_from_base(self, key: ContactKey) -> bool:
         rank = self._live_rank(key)
         if rank is None:
             return False
         self._note(key)
-        contact = self._base_contact(rank)[0]
-        ckey = company_key(contact)
+        ckey = company_key(self._base_contact(rank)[0])
         if ckey is not None:
             self._adopt_company(ckey)
-            members = self._companies.get(ckey)
-            if members is not None:
-                members.pop(key, None)
-                if not members:
-                    del self._companies[ckey]
-            self._dirty_companies.add(ckey)
+            self._leave_company(ckey, key)
         self._hidden.add(rank)
         self._materialized.pop(rank, None)
         self._base_counts[key[0]] -= 1

@@ -19,7 +19,7 @@ from gateway.graph.parse import Remove, Upsert
 from gateway.index import ContactIndex, SourceProfile, build_base
 from gateway.model import Contact, Phone
 from gateway.numbers import NumberSettings
-from tests.test_index_build import SETTINGS, answers, changed, check_hints_settled, new_index, people
+from tests.test_index_build import SETTINGS, answers, changed, check_hints_settled, mixed_batch, new_index, people
 
 
 def based_on(index: ContactIndex) -> ContactIndex:
@@ -108,16 +108,7 @@ def test_changes_after_a_base_end_where_they_end_without_one():
     plain.apply([Upsert(c) for c in contacts[:120]])
     based = based_on(plain)
     for start in range(120, len(contacts), 40):
-        batch: list = [Upsert(c) for c in contacts[start:start + 40]]
-        for c in rng.sample(contacts[:start + 40], 30):
-            r = rng.random()
-            if r < 0.25:
-                batch.append(Remove(source=c.source, id=c.id))
-            elif r < 0.75:
-                batch.append(Upsert(changed(c, rng)))
-            else:
-                batch.append(Upsert(c))
-        rng.shuffle(batch)
+        batch = mixed_batch(contacts, start, 40, 30, rng)
         assert plain.apply(batch) == based.apply(batch)
         check_hints_settled(based)
         same(plain, based, contacts)

@@ -75,6 +75,22 @@ def changed(contact: Contact, rng: random.Random) -> Contact:
     return attrs.evolve(contact, phones=contact.phones[1:])
 
 
+def mixed_batch(contacts: list[Contact], start: int, new: int, again: int, rng: random.Random) -> list:
+    """The ``new`` contacts from ``start`` on, and ``again`` of those before them removed, changed
+    or upserted as they are, shuffled."""
+    batch: list = [Upsert(c) for c in contacts[start:start + new]]
+    for c in rng.sample(contacts[:start + new], again):
+        r = rng.random()
+        if r < 0.25:
+            batch.append(Remove(source=c.source, id=c.id))
+        elif r < 0.75:
+            batch.append(Upsert(changed(c, rng)))
+        else:
+            batch.append(Upsert(c))
+    rng.shuffle(batch)
+    return batch
+
+
 def new_index() -> ContactIndex:
     return ContactIndex([SourceProfile("s", 100, SETTINGS)])
 
@@ -175,16 +191,7 @@ def test_mixed_batches_equal_one_by_one_changes():
     contacts = people(4, 240)
     batched, prepared, single = new_index(), new_index(), new_index()
     for start in range(0, len(contacts), 60):
-        batch: list = [Upsert(c) for c in contacts[start:start + 60]]
-        for c in rng.sample(contacts[:start + 60], 40):
-            r = rng.random()
-            if r < 0.25:
-                batch.append(Remove(source=c.source, id=c.id))
-            elif r < 0.75:
-                batch.append(Upsert(changed(c, rng)))
-            else:
-                batch.append(Upsert(c))
-        rng.shuffle(batch)
+        batch = mixed_batch(contacts, start, 60, 40, rng)
         batched.apply(batch)
         prepared.apply([prepared.prepare(c.contact) if isinstance(c, Upsert) else c for c in batch])
         for change in batch:

@@ -165,13 +165,15 @@ graph_url = "{graph}"
 """
 
 
-def restart(n: int, timeout: float = 1800.0, base: bool = True) -> dict[str, Any]:
+def restart(n: int, timeout: float = 1800.0, base: bool = True, lookups: int = 0) -> dict[str, Any]:
     """Seconds from starting ``dirgw serve`` on a snapshot of ``n`` contacts to its first answer.
 
     The snapshot is what the service saves once an import is done: the contacts and, with
     ``base``, the index's compact base, made here as the service makes it (this takes a while
     for a million contacts).  The source's Graph address is a closed loopback port: the sync
     fails and retries in the background, as during an outage, while the snapshot is served.
+    ``lookups``: caller-ID searches for that many random contacts' numbers after the first
+    answer, then the memory again (``rss_after_lookups_mb``: with the entries searches made).
     """
     import os
     import signal
@@ -206,6 +208,8 @@ def restart(n: int, timeout: float = 1800.0, base: bool = True) -> dict[str, Any
         del parts
         wanted = contacts[n // 2]
         request = _search_request(1, "dc=example,dc=com", "cn", wanted.display_name)
+        rng = random.Random(7)
+        asked = [c.phones[0].number for c in rng.sample(contacts, min(lookups, n)) if c.phones]
         del contacts
         log = open(os.path.join(directory, "serve.log"), "wb")
         started = time.perf_counter()
@@ -231,6 +235,10 @@ def restart(n: int, timeout: float = 1800.0, base: bool = True) -> dict[str, Any
                 text = f.read().decode("utf-8", "replace")
             result["rss_mb"] = _status_mb(proc.pid, "VmRSS")
             result["ready_logged"] = "dirgw: ready" in text
+            if asked:
+                hits, seconds = _caller_ids(port, asked)
+                result.update(lookups=len(asked), lookup_hits=hits, lookups_per_s=round(len(asked) / seconds),
+                              rss_after_lookups_mb=_status_mb(proc.pid, "VmRSS"))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -252,6 +260,42 @@ def _base_of(config_path: str, contacts: tuple[Contact, ...]) -> Any:
     del index
     gc.collect()
     return base
+
+
+def _caller_ids(port: int, numbers: list[str]) -> tuple[int, float]:
+    """(answers with an entry, seconds) for a caller-ID search of each number, one after the other."""
+    import socket
+
+    from ldaptor.protocols import pureldap
+
+    hits = 0
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        for i, number in enumerate(numbers, 1):
+            either = [pureldap.LDAPFilter_equalityMatch(attributeDesc=pureldap.LDAPAttributeDescription(a),
+                                                        assertionValue=pureldap.LDAPAssertionValue(number))
+                      for a in ("telephoneNumber", "mobile")]
+            request = pureldap.LDAPSearchRequest(
+                baseObject="dc=example,dc=com", scope=pureldap.LDAP_SCOPE_wholeSubtree,
+                filter=pureldap.LDAPFilter_or(either), attributes=["cn"])
+            sock.sendall(pureldap.LDAPMessage(request, id=i).toWire())
+            if _entries_in(_read_answer(sock)):
+                hits += 1
+    return hits, time.perf_counter() - started
+
+
+def _entries_in(data: bytes) -> int:
+    """The SearchResultEntry messages in an answer's bytes."""
+    from gateway.ldap import ber
+
+    count = pos = 0
+    while pos < len(data):
+        size = ber.frame(data[pos:], 1 << 24)
+        if size is None:
+            break
+        count += ber.decode_message(data[pos:pos + size]).op_tag == 0x64
+        pos += size
+    return count
 
 
 def _read_answer(sock) -> bytes:
@@ -287,8 +331,13 @@ def _search_request(message_id: int, base: str, attr: str, value: str) -> bytes:
 
 def main(argv: list[str]) -> None:  # pragma: no cover - a command
     if argv[:1] in (["--restart"], ["--restart-without-base"]):
+        lookups = 0
+        if "--lookups" in argv:
+            at = argv.index("--lookups")
+            lookups = int(argv[at + 1])
+            argv = argv[:at] + argv[at + 2:]
         for arg in argv[1:] or ["100000"]:
-            print(json.dumps(restart(int(arg), base=argv[0] == "--restart")), flush=True)
+            print(json.dumps(restart(int(arg), base=argv[0] == "--restart", lookups=lookups)), flush=True)
         return
     if argv[:1] == ["--load"]:
         print(json.dumps(_load(argv[1])), flush=True)

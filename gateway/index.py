@@ -812,23 +812,25 @@ class ContactIndex:
     def base_maker(self, sources: Iterable[str] = ()) -> tuple[Callable[[], CompactIndex], set[ContactKey]]:
         """(what makes a base of every contact held now, the keys changed from now on).
 
-        The contacts are taken now; the base is made when called, in a thread if need be (base
-        contacts are read there).  Hand both to ``keep_base`` then.  ``sources``: sources to
-        list in the base even when they have no contacts.
+        The contacts are taken now (copies of what is held besides the base, which does not
+        change); the base is made when called, in a thread if need be: base contacts are read
+        there, one by one.  Hand both to ``keep_base`` then.  ``sources``: sources to list in
+        the base even when they have no contacts.
         """
         own = list(self._by_key.values())
-        base, ranks = self._base, list(self._base_ranks_of(None))
+        base, hidden, adopted = self._base, set(self._hidden), set(self._adopted)
+        companies = [list(members) for members in self._companies.values()]
         profiles = {name: self._profile(name) for name in set(sources) | set(self.count_by_source())}
         fingerprints = {s: self.fingerprint(s) for s in sorted(profiles)}
-        places = self.member_places()
         since: set[ContactKey] = set()
         self._journal.append(since)
 
         def make() -> CompactIndex:
             entries = own
-            if base is not None and ranks:
-                entries = own + [_base_entry_of(base, rank, profiles) for rank in ranks]
-            return build_base(entries, fingerprints, places)
+            if base is not None:
+                entries = own + [_base_entry_of(base, rank, profiles) for rank in range(len(base))
+                                 if rank not in hidden]
+            return build_base(entries, fingerprints, _member_places(companies, base, hidden, adopted))
         return make, since
 
     def keep_base(self, base: CompactIndex | None, since: set[ContactKey]) -> None:
@@ -869,22 +871,6 @@ class ContactIndex:
             return make()
         finally:
             self.keep_base(None, since)
-
-    def member_places(self) -> dict[ContactKey, int]:
-        """Each company member's place among its colleagues (ties between their regions go by it)."""
-        places: dict[ContactKey, int] = {}
-        for members in self._companies.values():
-            places.update((key, place) for place, key in enumerate(members))
-        base = self._base
-        if base is not None:  # companies that have not changed since: their members in the base's order
-            table, hidden, place, last = base.companies, self._hidden, 0, None
-            for i, rank in enumerate(table.ranks):
-                company = table.value(i)
-                place = place + 1 if company == last else 0
-                last = company
-                if rank not in hidden and tuple(company.split("\x1f", 1)) not in self._adopted:
-                    places[base.key_of(rank)] = place
-        return places
 
     def _note(self, key: ContactKey) -> None:
         """Remember that ``key`` changed, for the bases being made or carried."""
@@ -1033,6 +1019,24 @@ class ContactIndex:
             self._companies[ckey] = members
 
 
+def _member_places(companies: list[list[ContactKey]], base: CompactIndex | None, hidden: set[int],
+                   adopted: set[tuple[str, str]]) -> dict[ContactKey, int]:
+    """Each company member's place among its colleagues (ties between their regions go by it):
+    ``companies``' members lists, then the base's members of the companies not ``adopted``."""
+    places: dict[ContactKey, int] = {}
+    for members in companies:
+        places.update((key, place) for place, key in enumerate(members))
+    if base is not None:  # companies that have not changed since: their members in the base's order
+        table, place, last = base.companies, 0, None
+        for i, rank in enumerate(table.ranks):
+            company = table.value(i)
+            place = place + 1 if company == last else 0
+            last = company
+            if rank not in hidden and tuple(company.split("\x1f", 1)) not in adopted:
+                places[base.key_of(rank)] = place
+    return places
+
+
 def _base_entry_of(base: CompactIndex, rank: int, profiles: dict[str, SourceProfile]) -> IndexedContact:
     """The full entry of a base contact, made with ``profiles`` (outside the index: in a thread)."""
     contact, hints = decode_record(base.record(rank), base.key_of(rank))
@@ -1109,10 +1113,10 @@ def encode_record(entry: IndexedContact, with_key: bool = True) -> bytes:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
 
-def decode_record(record: bytes, key: ContactKey | None = None) -> tuple[Contact, tuple[str, ...]]:
-    """(contact, its company's region hints) of ``encode_record``'s JSON; ``key``: of a record
-    kept without it."""
-    fields = json.loads(record)
+def decode_record(record: bytes | list, key: ContactKey | None = None) -> tuple[Contact, tuple[str, ...]]:
+    """(contact, its company's region hints) of ``encode_record``'s JSON (or of the list it
+    holds, when a larger document held it); ``key``: of a record kept without it."""
+    fields = json.loads(record) if isinstance(record, (bytes, bytearray, str)) else record
     source, cid = fields[:2] if key is None else key
     display, given, surname, company, department, title, mail, phones, hints = fields[-9:]
     if len(fields) != (9 if key is not None else 11):

@@ -239,7 +239,7 @@ class Gateway:
             base = CompactIndex.from_bytes(data)
             changes = json.loads(snapshot.extensions.get(CHANGES_EXTENSION) or b'{"removed":[],"contacts":[]}')
             removed = [Remove(source=str(s), id=str(i)) for s, i in changes["removed"]]
-            upserts = [Upsert(decode_record(json.dumps(r).encode())[0]) for r in changes["contacts"]]
+            upserts = [Upsert(decode_record(r)[0]) for r in changes["contacts"]]
         except (ValueError, KeyError, TypeError) as e:
             log.warn("snapshot: its index is not usable ({error}); reading its contacts", error=str(e))
             return False

@@ -229,7 +229,7 @@ class ContactIndex:
         self._hidden: set[int] = set()
         self._base_counts: dict[str, int] = {}
         self._materialized: dict[int, IndexedContact] = {}
-        self._base_ranks: dict[ContactKey, int] = {}  # contact key -> base rank, as looked up
+        self._rank_of_key: dict[ContactKey, int] = {}  # contact key -> base rank, as looked up (bounded)
         self._adopted: set[tuple[str, str]] = set()  # companies whose base members are in _companies
         # The base the next snapshot carries, with the keys changed since it was made; _journal
         # holds the sets that note changed keys (_touched, and those of bases being made).
@@ -898,7 +898,7 @@ class ContactIndex:
         """The base rank of ``key``, None when the base does not serve it."""
         if self._base is None:
             return None
-        rank = self._base_ranks.get(key)
+        rank = self._rank_of_key.get(key)
         if rank is None:
             rank = self._base.rank_of(key)
             if rank is None:
@@ -907,7 +907,7 @@ class ContactIndex:
         return None if rank in self._hidden else rank
 
     def _remember_rank(self, key: ContactKey, rank: int) -> None:
-        ranks = self._base_ranks
+        ranks = self._rank_of_key
         if len(ranks) >= MATERIALIZED:
             del ranks[next(iter(ranks))]
         ranks[key] = rank

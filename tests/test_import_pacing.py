@@ -131,6 +131,14 @@ def run_round(source):
     return outcome
 
 
+def answer_when_asked(reactor, graph, pages: dict) -> None:
+    """Answer request n with ``pages[n]`` once it has been made, in order, turning the reactor."""
+    for n, page in pages.items():
+        while len(graph.requests) <= n:
+            reactor.turn()
+        graph.answer(n, page)
+
+
 def test_next_page_is_requested_before_this_one_is_applied():
     source, graph, index, reactor = make_source()
     requested_when_applied = []
@@ -169,10 +177,7 @@ def test_requests_run_at_most_pages_ahead_of_processing():
     for _ in range(3):  # the turns after page 0's last slice
         reactor.turn()
     assert len(graph.requests) == 2 + m365.PAGES_AHEAD  # page 1 was taken: room for one more
-    for n in range(len(graph.requests) - 1, 8):
-        while len(graph.requests) <= n:
-            reactor.turn()
-        graph.answer(n, body(n, 8, 10))
+    answer_when_asked(reactor, graph, {n: body(n, 8, 10) for n in range(len(graph.requests) - 1, 8)})
     while not outcome:
         reactor.turn()
     assert outcome == [True]
@@ -230,10 +235,7 @@ def test_a_failure_ahead_reaches_the_import_after_the_pages_before_it():
         reactor.turn()
     assert len(index) == 4  # page 0 was applied before the failure surfaced
     assert graph.urls()[2] == FIRST
-    for n, page in ((2, 0), (3, 1), (4, 2)):
-        while len(graph.requests) <= n:
-            reactor.turn()
-        graph.answer(n, body(page, 3, 4))
+    answer_when_asked(reactor, graph, {n: body(page, 3, 4) for n, page in ((2, 0), (3, 1), (4, 2))})
     while not outcome:
         reactor.turn()
     assert outcome == [True]
@@ -262,10 +264,7 @@ def test_the_check_after_the_last_page_yields_too():
                                                     CountingClock.callLater(reactor, delay, f, *a, **kw))[1]
     outcome = run_round(source)
     pages = 6
-    for n in range(pages):
-        while len(graph.requests) <= n:
-            reactor.turn()
-        graph.answer(n, body(n, pages, 100))
+    answer_when_asked(reactor, graph, {n: body(n, pages, 100) for n in range(pages)})
     while not outcome:
         reactor.turn()
     assert outcome == [True] and len(index) == 600 and index.applies[-1] == 0

@@ -23,7 +23,7 @@ from sortedcontainers import SortedList
 
 from gateway.compact import BUCKET, CompactIndex, Row, SortedTexts
 from gateway.graph.parse import Change, Remove, Upsert
-from gateway.ldap.schema import NAME_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
+from gateway.ldap.schema import NAME_ATTRIBUTES, PHONE_ATTRIBUTES, contact_attribute_values, phone_attribute_for_kind
 from gateway.model import Contact, Phone
 from gateway.numbers import (
     NumberSettings,
@@ -51,7 +51,12 @@ FUZZY_ATTRIBUTES = ("cn", "sn", "givenName", "displayName", "o")
 #: go through all of them again and again (a third of the build time).
 PAUSE_COLLECTOR_AT = 1000
 
-__all__ = ["IndexedContact", "ContactIndex", "SourceProfile", "Prepared"]
+#: The bit of each phone attribute in the masks of ``IndexedContact.phone_keys``.
+PHONE_BITS = {attr: 1 << i for i, attr in enumerate(PHONE_ATTRIBUTES)}
+#: Tag of a lower-priority number key (another country's reading of a national number).
+ALTERNATIVE = "alt:"
+
+__all__ = ["IndexedContact", "ContactIndex", "SourceProfile", "Prepared", "PHONE_BITS", "ALTERNATIVE"]
 
 ContactKey = tuple[str, str]
 #: A contact's share of its company's region hints (``numbers.region_tally``).
@@ -75,12 +80,13 @@ class IndexedContact:
     """A contact with everything a search needs precomputed."""
 
     __slots__ = ("contact", "uid", "sort_key", "values", "folded", "variants", "numbers", "rendered",
-                 "company_hints")
+                 "company_hints", "_phone_keys")
 
     def __init__(self, contact: Contact, profile: SourceProfile, company_hints: tuple[str, ...] = ()) -> None:
         self.contact = contact
         self.company_hints = company_hints
         self.rendered: dict | None = None  # search results' cache (gateway.ldap.search)
+        self._phone_keys: dict[str, int] | None = None
         values = contact_attribute_values(contact)
         self.values = values
         self.uid = _fold_alone(values["uid"][0])
@@ -122,6 +128,7 @@ class IndexedContact:
         new.contact, new.uid, new.sort_key, new.values = self.contact, self.uid, self.sort_key, self.values
         new.folded, new.variants = self.folded, self.variants
         new.rendered = None
+        new._phone_keys = None
         new.company_hints = company_hints
         if not self.numbers:
             new.numbers = self.numbers
@@ -142,6 +149,25 @@ class IndexedContact:
     def all_numbers(self) -> Iterator[StoredNumber]:
         for numbers in self.numbers.values():
             yield from numbers
+
+    def phone_keys(self) -> dict[str, int]:
+        """Each number key of the contact -> the phone attributes (``PHONE_BITS``) with a number
+        of that key: match keys as they are, alternative readings' keys tagged ``ALTERNATIVE``.
+        What a caller-ID lookup checks for each contact the number index gives it; worked out
+        when first asked."""
+        keys = self._phone_keys
+        if keys is None:
+            keys = {}
+            for attr, numbers in self.numbers.items():
+                bit = PHONE_BITS.get(attr, 0)
+                for n in numbers:
+                    for k in n.match_keys():
+                        keys[k] = keys.get(k, 0) | bit
+                    for k in n.alternative_keys():
+                        k = ALTERNATIVE + k
+                        keys[k] = keys.get(k, 0) | bit
+            self._phone_keys = keys
+        return keys
 
 
 def _regions(contact: Contact, settings: NumberSettings, company_hints: tuple[str, ...]) -> tuple[str, ...]:
@@ -604,14 +630,29 @@ class ContactIndex:
         yield from heapq.merge(own, base, key=_sort_key)
 
     def has_number(self, number_key: str) -> bool:
-        return number_key in self._by_number or self._in_base(self._base and self._base.numbers, number_key)
+        return number_key in self._by_number or (self._base is not None
+                                                   and self._in_base(self._base.numbers, number_key))
 
     def with_number(self, number_key: str) -> set[ContactKey]:
         """Contacts having a number whose match key is ``number_key``."""
         return self._with(self._by_number, "numbers", number_key)
 
     def has_alternative(self, number_key: str) -> bool:
-        return number_key in self._by_alternative or self._in_base(self._base and self._base.alternatives, number_key)
+        return number_key in self._by_alternative or (self._base is not None
+                                                        and self._in_base(self._base.alternatives, number_key))
+
+    def entries_with_number(self, number_key: str, alternative: bool = False) -> list[IndexedContact]:
+        """The contacts of ``with_number`` (``with_alternative`` when ``alternative``), as entries."""
+        if self._base is not None:
+            keys = self.with_alternative(number_key) if alternative else self.with_number(number_key)
+            return [e for e in map(self.get, keys) if e is not None]
+        held = (self._by_alternative if alternative else self._by_number).get(number_key)
+        if held is None:
+            return []
+        by_key = self._by_key
+        if type(held) is set:
+            return [by_key[k] for k in held]
+        return [by_key[held]]
 
     def with_alternative(self, number_key: str) -> set[ContactKey]:
         """Contacts with a lower-priority reading (another country's national format) of ``number_key``."""
@@ -1300,10 +1341,13 @@ def _sort_key(entry: IndexedContact) -> tuple:
 def _keys_of(held: ContactKey | set[ContactKey] | None) -> set[ContactKey]:
     """The contact keys a number-keyed mapping holds for one number (see ``_add_key``)."""
     if held is None:
-        return set()
+        return _NO_KEYS
     if type(held) is set:
         return held
     return {held}
+
+
+_NO_KEYS: set[ContactKey] = frozenset()  # type: ignore[assignment]  # shared: callers only read
 
 
 def _add_key(mapping: dict[str, ContactKey | set[ContactKey]], k: str, key: ContactKey) -> None:

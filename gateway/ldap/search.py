@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from attrs import frozen
 
 from gateway import numbers as N
-from gateway.index import VARIANT_ATTRIBUTES, ContactIndex, IndexedContact
+from gateway.index import ALTERNATIVE, PHONE_BITS, VARIANT_ATTRIBUTES, ContactIndex, IndexedContact
 from gateway.ldap import filter as F
 from gateway.ldap.evaluate import AttributeView, evaluate
 from gateway.ldap.messages import SCOPE_BASE, SCOPE_ONE, SearchRequest
@@ -31,9 +31,6 @@ from gateway.ldap.ber import encode_entry_body
 from gateway.text import fold
 
 __all__ = ["SearchSettings", "SearchResult", "ResultEntry", "QueryPhones", "Shape", "run_search", "ALTERNATIVE"]
-
-#: Tag of a lower-priority number key (another country's reading of a national number).
-ALTERNATIVE = "alt:"
 
 RESULT_SUCCESS = 0
 RESULT_TIME_LIMIT = 3
@@ -111,18 +108,17 @@ class QueryPhones:
         numbers that could not be normalized."""
         keys = self._keys.get(value)
         if keys is None:
-            candidates = [r.e164 for r in self.readings(value)]
-            chosen = [k for k in candidates if self._index.has_number(k)][:1]
-            if not chosen:
-                chosen = [ALTERNATIVE + k for k in candidates if self._index.has_alternative(k)][:1]
-            if not chosen:
-                digits = N.fallback_key(value)
-                if digits and self._index.has_number(digits):
-                    chosen = [digits]
-            keys = frozenset(chosen)
+            candidates, digits = dialled_keys(value, self._settings)
+            index = self._index
+            chosen = next((k for k in candidates if index.has_number(k)), None)
+            if chosen is None:
+                chosen = next((ALTERNATIVE + k for k in candidates if index.has_alternative(k)), None)
+            if chosen is None and digits and index.has_number(digits):
+                chosen = digits
+            keys = frozenset() if chosen is None else frozenset((chosen,))
             self._keys[value] = keys
-            for k in keys:
-                self.asked.setdefault(k.removeprefix(ALTERNATIVE), value)
+            if chosen is not None:
+                self.asked.setdefault(chosen.removeprefix(ALTERNATIVE), value)
         return keys
 
     def substring_patterns(self, initial, any_, final):
@@ -283,17 +279,20 @@ class Shape:
 
     ``kind`` and ``fuzzy`` as ``classify`` and ``_has_fuzzy`` say; ``names`` the (attribute,
     folded value, is prefix) items when the name index alone answers the filter; ``phones``
-    the (attribute, value) pairs when the filter is one phone equality or an OR of them (a
-    caller-ID lookup), which the number index answers without evaluating the filter.
+    the (value, attribute bits) pairs when the filter is one phone equality or an OR of them (a
+    caller-ID lookup; ``PHONE_BITS`` of the attributes asked for that value, values in the
+    order they first occur), which the number index answers without evaluating the filter.
     """
 
-    __slots__ = ("kind", "fuzzy", "names", "phones", "_base")
+    __slots__ = ("kind", "fuzzy", "names", "phones", "dialled", "_base")
 
     def __init__(self, f: F.Filter) -> None:
         self.kind = classify(f)
         self.fuzzy = _has_fuzzy(f)
         self.names = _name_items(f) if _answered_by_plan(f) else None
         self.phones = _phone_terms(f)
+        #: the values of the filter's phone equalities, once each (for the proximity fallback)
+        self.dialled = tuple(dict.fromkeys(_phone_equalities(f)))
         self._base: dict[SearchSettings, bool] = {}
 
     def matches_base(self, f: F.Filter, settings: SearchSettings, phones: QueryPhones) -> bool:
@@ -306,17 +305,17 @@ class Shape:
         return hit
 
 
-def _phone_terms(f: F.Filter) -> tuple[tuple[str, str], ...] | None:
+def _phone_terms(f: F.Filter) -> tuple[tuple[str, int], ...] | None:
     items = f.items if isinstance(f, F.Or) else (f,)
-    terms = []
+    bits: dict[str, int] = {}
     for item in items:
         if not isinstance(item, F.Equality):
             return None
         attr = _attr(item.attr)
         if attr not in _PHONES:
             return None
-        terms.append((attr, item.value))
-    return tuple(terms) or None
+        bits[item.value] = bits.get(item.value, 0) | PHONE_BITS[attr]
+    return tuple(bits.items()) or None
 
 
 # -- attribute selection ----------------------------------------------------
@@ -324,6 +323,9 @@ def _phone_terms(f: F.Filter) -> tuple[tuple[str, str], ...] | None:
 
 def _selection(requested: Iterable[str]) -> tuple[tuple[str, str], ...] | None:
     """(canonical, name to answer with) pairs, or None for all user attributes."""
+    last = _LAST_SELECTION
+    if requested is last[0]:  # a prepared request again (phones ask the same attributes every time)
+        return last[1]
     requested = tuple(requested)
     cached = _SELECTIONS.get(requested, _MISSING)
     if cached is _MISSING:
@@ -331,9 +333,12 @@ def _selection(requested: Iterable[str]) -> tuple[tuple[str, str], ...] | None:
         if len(_SELECTIONS) > 1024:
             _SELECTIONS.clear()
         _SELECTIONS[requested] = cached
+    last[:] = [requested, cached]
     return cached  # type: ignore[return-value]
 
 
+#: The last (attributes asked, selection) of ``_selection``, compared by identity.
+_LAST_SELECTION: list = [None, None]
 _SELECTIONS: dict = {}
 _MISSING = object()
 
@@ -399,15 +404,22 @@ _RENDER_KEYS: dict[tuple, int] = {}
 def _render_key(selection, settings: SearchSettings, approximate: bool) -> int:
     """A small number for (selection, settings, approximate): the key of the contacts' caches
     of rendered entries (hashing an int is free; hashing the tuple calls settings' __hash__)."""
+    last = _LAST_RENDER_KEY
+    if selection is last[0] and settings is last[1] and approximate is last[2]:
+        return last[3]
     whole = (selection, settings, approximate)
     key = _RENDER_KEYS.get(whole)
     if key is None:
         if len(_RENDER_KEYS) >= 4096:  # settings replaced many times: the caches' old keys just miss
             _RENDER_KEYS.clear()
         key = _RENDER_KEYS[whole] = next(_RENDER_NUMBERS)
+    last[:] = [selection, settings, approximate, key]
     return key
 
 
+#: The last (selection, settings, approximate, key) of ``_render_key``, compared by identity
+#: (selection and settings objects are shared, and the list keeps them alive).
+_LAST_RENDER_KEY: list = [None, None, None, None]
 _RENDER_NUMBERS = itertools.count()
 
 
@@ -487,6 +499,19 @@ _READINGS: dict = {}
 def dialled_readings(value: str, settings: N.NumberSettings) -> tuple[N.Reading, ...]:
     """``numbers.dialled_readings``, remembered."""
     return _remembered(_READINGS, (value, settings), N.dialled_readings, value, settings)
+
+
+_DIALLED_KEYS: dict = {}
+
+
+def dialled_keys(value: str, settings: N.NumberSettings) -> tuple[tuple[str, ...], str | None]:
+    """The number keys of what a phone sent, in the order to probe them: its readings' E.164,
+    and the bare digits that match numbers which could not be normalized (remembered)."""
+    return _remembered(_DIALLED_KEYS, (value, settings), _dialled_keys, value, settings)
+
+
+def _dialled_keys(value: str, settings: N.NumberSettings) -> tuple[tuple[str, ...], str | None]:
+    return tuple(r.e164 for r in dialled_readings(value, settings)), N.fallback_key(value)
 
 
 def all_visible(source: str) -> bool:
@@ -587,7 +612,7 @@ def run_search(
         code, message = RESULT_SIZE_LIMIT, "size limit exceeded"
     entries = pre + _render_all(matched, selection, settings, index, phones)
     if not matched and kind == "caller_id" and settings.proximity:
-        entries = pre + _proximity(index, request.filter, selection, settings, phones, visible)[:limit]
+        entries = pre + _proximity(index, shape.dialled, selection, settings, phones, visible)[:limit]
     return SearchResult(tuple(entries), code, message, kind=kind)
 
 
@@ -613,46 +638,22 @@ def _is_fuzzy(f: F.Filter) -> bool:
     return False
 
 
-def _phone_matches(index: ContactIndex, terms: tuple[tuple[str, str], ...], phones: QueryPhones,
+def _phone_matches(index: ContactIndex, asked: tuple[tuple[str, int], ...], phones: QueryPhones,
                    visible: Callable[[str], bool]) -> list[IndexedContact]:
-    """Contacts matching an OR of phone equalities, straight from the number index.
+    """Contacts matching an OR of phone equalities (``Shape.phones``), straight from the number index.
 
     The same test as evaluating the filter (``evaluate._match_phone``): a contact matches
     (attribute, value) when a number of that attribute has one of the value's keys.  The
-    usual caller-ID filter asks one number in two attributes: its keys are looked up once.
+    usual caller-ID filter asks one number in two attributes: its keys are looked up once,
+    and each contact's ``phone_keys`` says in which attributes it has them.
     """
-    attributes: dict[str, list[str]] = {}
-    for attr, value in terms:
-        attributes.setdefault(value, []).append(attr)
     out: dict = {}
-    get = index.get
-    for value, attrs in attributes.items():
+    for value, bits in asked:
         for k in phones.equality_keys(value):
             alternative = k.startswith(ALTERNATIVE)
-            if alternative:
-                k = k[len(ALTERNATIVE):]
-                keys = index.with_alternative(k)
-            else:
-                keys = index.with_number(k)
-            for key in keys:
-                if key in out:
-                    continue
-                entry = get(key)
-                if entry is None:
-                    continue
-                numbers_of = entry.numbers
-                for attr in attrs:
-                    numbers = numbers_of.get(attr)
-                    if not numbers:
-                        continue
-                    if alternative:
-                        hit = any(k in n.alternative_keys() for n in numbers)
-                    else:
-                        hit = any(k in n.match_keys() for n in numbers)
-                    if hit:
-                        if visible(entry.contact.source):
-                            out[key] = entry
-                        break
+            for entry in index.entries_with_number(k[len(ALTERNATIVE):] if alternative else k, alternative):
+                if entry.phone_keys().get(k, 0) & bits and visible(entry.contact.source):
+                    out[entry.contact.key] = entry
     return list(out.values())
 
 
@@ -722,7 +723,8 @@ def _caller_id_order(matched: list[IndexedContact], duplicates: str) -> list[Ind
     """Highest priority first; within a source, people before company records (the most specific)."""
     if len(matched) < 2:
         return matched
-    matched = sorted(matched, key=lambda e: (e.sort_key[0], e.contact.is_company_record, e.sort_key[1:]))
+    # (priority, company record, the rest of the sort key): sort_key begins with the priority again
+    matched = sorted(matched, key=lambda e: (e.sort_key[0], e.contact.is_company_record, e.sort_key))
     if duplicates == "highest" and matched:
         top = matched[0].sort_key[0]
         matched = [e for e in matched if e.sort_key[0] == top]
@@ -742,14 +744,15 @@ def _select_plain(entry: ResultEntry, selection: list[tuple[str, str]] | None) -
 
 def _proximity(
     index: ContactIndex,
-    f: F.Filter,
+    dialled: tuple[str, ...],
     selection,
     settings: SearchSettings,
     phones: QueryPhones,
     visible: Callable[[str], bool],
 ) -> list[ResultEntry]:
-    """Company main-number fallback: the company record for an unknown extension."""
-    for value in dict.fromkeys(_phone_equalities(f)):
+    """Company main-number fallback: the company record for an unknown extension
+    (``dialled``: the numbers asked for, ``Shape.dialled``)."""
+    for value in dialled:
         for head in _heads_of(value, settings.numbers, settings.max_extension_digits):
             keys = index.with_head(head)
             if keys:

@@ -641,6 +641,20 @@ class ContactIndex:
         return number_key in self._by_alternative or (self._base is not None
                                                         and self._in_base(self._base.alternatives, number_key))
 
+    def first_number(self, number_keys: Iterable[str], alternative: bool = False) -> str | None:
+        """The first of ``number_keys`` that ``has_number`` (``has_alternative`` when ``alternative``)."""
+        mapping = self._by_alternative if alternative else self._by_number
+        if self._base is None:
+            for k in number_keys:
+                if k in mapping:
+                    return k
+            return None
+        table = self._base.alternatives if alternative else self._base.numbers
+        for k in number_keys:
+            if k in mapping or self._in_base(table, k):
+                return k
+        return None
+
     def entries_with_number(self, number_key: str, alternative: bool = False) -> list[IndexedContact]:
         """The contacts of ``with_number`` (``with_alternative`` when ``alternative``), as entries."""
         if self._base is not None:

@@ -108,18 +108,29 @@ class QueryPhones:
         numbers that could not be normalized."""
         keys = self._keys.get(value)
         if keys is None:
-            candidates, digits = dialled_keys(value, self._settings)
-            index = self._index
-            chosen = next((k for k in candidates if index.has_number(k)), None)
-            if chosen is None:
-                chosen = next((ALTERNATIVE + k for k in candidates if index.has_alternative(k)), None)
-            if chosen is None and digits and index.has_number(digits):
-                chosen = digits
-            keys = frozenset() if chosen is None else frozenset((chosen,))
-            self._keys[value] = keys
-            if chosen is not None:
-                self.asked.setdefault(chosen.removeprefix(ALTERNATIVE), value)
+            self.equality_key(value, *dialled_keys(value, self._settings))
+            keys = self._keys[value]
         return keys
+
+    def equality_key(self, value: str, candidates: tuple[str, ...], digits: str | None) -> str | None:
+        """The one key of ``equality_keys(value)`` (None for none), given ``dialled_keys(value)``."""
+        keys = self._keys.get(value)
+        if keys is not None:
+            return next(iter(keys), None)
+        index = self._index
+        chosen = index.first_number(candidates)
+        if chosen is None:
+            alternative = index.first_number(candidates, alternative=True)
+            if alternative is not None:
+                chosen = ALTERNATIVE + alternative
+            elif digits and index.has_number(digits):
+                chosen = digits
+        if chosen is None:
+            self._keys[value] = frozenset()
+        else:
+            self._keys[value] = frozenset((chosen,))
+            self.asked.setdefault(chosen.removeprefix(ALTERNATIVE), value)
+        return chosen
 
     def substring_patterns(self, initial, any_, final):
         k = (initial, any_, final)
@@ -284,7 +295,7 @@ class Shape:
     order they first occur), which the number index answers without evaluating the filter.
     """
 
-    __slots__ = ("kind", "fuzzy", "names", "phones", "dialled", "_base")
+    __slots__ = ("kind", "fuzzy", "names", "phones", "dialled", "_base", "_phone_keys")
 
     def __init__(self, f: F.Filter) -> None:
         self.kind = classify(f)
@@ -294,6 +305,15 @@ class Shape:
         #: the values of the filter's phone equalities, once each (for the proximity fallback)
         self.dialled = tuple(dict.fromkeys(_phone_equalities(f)))
         self._base: dict[SearchSettings, bool] = {}
+        self._phone_keys: dict[N.NumberSettings, tuple] = {}
+
+    def phone_keys(self, numbers: N.NumberSettings) -> tuple[tuple[str, int, tuple[str, ...], str | None], ...]:
+        """(value, attribute bits, ``dialled_keys(value)``) for each of ``phones`` (remembered)."""
+        keys = self._phone_keys.get(numbers)
+        if keys is None:
+            keys = self._phone_keys[numbers] = tuple(
+                (value, bits, *dialled_keys(value, numbers)) for value, bits in self.phones or ())
+        return keys
 
     def matches_base(self, f: F.Filter, settings: SearchSettings, phones: QueryPhones) -> bool:
         """Does the base DN's own entry match ``f``?  Remembered: that entry has no phone numbers
@@ -592,7 +612,8 @@ def run_search(
 
     fuzzy = shape.fuzzy
     if shape.phones is not None:
-        matched, code, message = _phone_matches(index, shape.phones, phones, visible), RESULT_SUCCESS, ""
+        matched = _phone_matches(index, shape.phone_keys(settings.numbers), phones, visible)
+        code, message = RESULT_SUCCESS, ""
     else:
         matched, code, message = _matching(index, request.filter, phones, visible, limit, deadline, now,
                                            ordered_scan=not fuzzy and kind != "caller_id", names=shape.names)
@@ -638,23 +659,35 @@ def _is_fuzzy(f: F.Filter) -> bool:
     return False
 
 
-def _phone_matches(index: ContactIndex, asked: tuple[tuple[str, int], ...], phones: QueryPhones,
-                   visible: Callable[[str], bool]) -> list[IndexedContact]:
-    """Contacts matching an OR of phone equalities (``Shape.phones``), straight from the number index.
+def _phone_matches(index: ContactIndex, asked: tuple[tuple[str, int, tuple[str, ...], str | None], ...],
+                   phones: QueryPhones, visible: Callable[[str], bool]) -> list[IndexedContact]:
+    """Contacts matching an OR of phone equalities (``Shape.phone_keys``), straight from the number index.
 
     The same test as evaluating the filter (``evaluate._match_phone``): a contact matches
     (attribute, value) when a number of that attribute has one of the value's keys.  The
-    usual caller-ID filter asks one number in two attributes: its keys are looked up once,
-    and each contact's ``phone_keys`` says in which attributes it has them.
+    usual caller-ID filter asks one number in two attributes: its key is looked up once,
+    and each contact's ``phone_keys`` says in which attributes it has it.
     """
+    if len(asked) == 1:  # one number, one key: no contact comes twice
+        value, bits, candidates, digits = asked[0]
+        return _number_matches(index, phones.equality_key(value, candidates, digits), bits, visible)
     out: dict = {}
-    for value, bits in asked:
-        for k in phones.equality_keys(value):
-            alternative = k.startswith(ALTERNATIVE)
-            for entry in index.entries_with_number(k[len(ALTERNATIVE):] if alternative else k, alternative):
-                if entry.phone_keys().get(k, 0) & bits and visible(entry.contact.source):
-                    out[entry.contact.key] = entry
+    for value, bits, candidates, digits in asked:
+        for entry in _number_matches(index, phones.equality_key(value, candidates, digits), bits, visible):
+            out[entry.contact.key] = entry
     return list(out.values())
+
+
+def _number_matches(index: ContactIndex, k: str | None, bits: int, visible: Callable[[str], bool]
+                    ) -> list[IndexedContact]:
+    """The visible contacts with number key ``k`` (``alt:`` tagged or not) in an attribute of ``bits``."""
+    if k is None:
+        return []
+    alternative = k.startswith(ALTERNATIVE)
+    entries = index.entries_with_number(k[len(ALTERNATIVE):] if alternative else k, alternative)
+    if visible is all_visible:
+        return [e for e in entries if e.phone_keys().get(k, 0) & bits]
+    return [e for e in entries if e.phone_keys().get(k, 0) & bits and visible(e.contact.source)]
 
 
 def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan, names=None):
@@ -723,12 +756,17 @@ def _caller_id_order(matched: list[IndexedContact], duplicates: str) -> list[Ind
     """Highest priority first; within a source, people before company records (the most specific)."""
     if len(matched) < 2:
         return matched
-    # (priority, company record, the rest of the sort key): sort_key begins with the priority again
-    matched = sorted(matched, key=lambda e: (e.sort_key[0], e.contact.is_company_record, e.sort_key))
+    matched = sorted(matched, key=_caller_id_key)
     if duplicates == "highest" and matched:
         top = matched[0].sort_key[0]
         matched = [e for e in matched if e.sort_key[0] == top]
     return matched
+
+
+def _caller_id_key(entry: IndexedContact) -> tuple:
+    """(priority, is a company record, the sort key), the sort key beginning with the priority again."""
+    sort_key = entry.sort_key
+    return (sort_key[0], entry.contact.is_company_record, sort_key)
 
 
 def _select_plain(entry: ResultEntry, selection: list[tuple[str, str]] | None) -> ResultEntry:

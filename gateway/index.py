@@ -672,6 +672,9 @@ class ContactIndex:
         """Contacts with a lower-priority reading (another country's national format) of ``number_key``."""
         return self._with(self._by_alternative, "alternatives", number_key)
 
+    def has_head(self, head: str) -> bool:
+        return head in self._by_head or (self._base is not None and self._in_base(self._base.heads, head))
+
     def with_head(self, head: str) -> set[ContactKey]:
         """Contacts that stand for the company of head number ``head``: its switchboard number's
         contacts and company records (no personal name) with a number under that head."""

@@ -318,6 +318,8 @@ class Shape:
     def matches_base(self, f: F.Filter, settings: SearchSettings, phones: QueryPhones) -> bool:
         """Does the base DN's own entry match ``f``?  Remembered: that entry has no phone numbers
         and no contact data, so the answer depends on the filter and the settings alone."""
+        if self.phones is not None:  # phone equalities only: the base entry has no numbers
+            return False
         hit = self._base.get(settings)
         if hit is None:
             view = base_entry(settings)
@@ -575,12 +577,6 @@ def run_search(
     if request.size_limit > 0:
         limit = min(limit, request.size_limit)
     selection = _selection(request.attributes)
-    deadline = None
-    if now is not None:
-        budget = settings.time_limit
-        if request.time_limit > 0:
-            budget = min(budget, request.time_limit)
-        deadline = now() + budget
 
     contacts_scope = True
     single: IndexedContact | None = None
@@ -611,16 +607,20 @@ def run_search(
         return SearchResult(tuple(entries), kind=kind)
 
     fuzzy = shape.fuzzy
+    deadline: float | None = None
     if shape.phones is not None:
         matched = _phone_matches(index, shape.phone_keys(settings.numbers), phones, visible)
         code, message = RESULT_SUCCESS, ""
     else:
+        deadline = _deadline(request, settings, now)
         matched, code, message = _matching(index, request.filter, phones, visible, limit, deadline, now,
                                            ordered_scan=not fuzzy and kind != "caller_id", names=shape.names)
     if not matched and kind == "name" and settings.fuzzy_fallback:
         rewritten, changed = fuzzy_rewrite(request.filter, settings.fuzzy_fallback_threshold)
         if changed:
             fuzzy = True
+            if deadline is None:  # the fallback shares the search's time budget
+                deadline = _deadline(request, settings, now)
             matched, code, message = _matching(index, rewritten, phones, visible,
                                                min(limit, settings.fuzzy_max_results), deadline, now,
                                                ordered_scan=False)
@@ -635,6 +635,16 @@ def run_search(
     if not matched and kind == "caller_id" and settings.proximity:
         entries = pre + _proximity(index, shape.dialled, selection, settings, phones, visible)[:limit]
     return SearchResult(tuple(entries), code, message, kind=kind)
+
+
+def _deadline(request: SearchRequest, settings: SearchSettings, now: Callable[[], float] | None) -> float | None:
+    """When a search that scans must give up (None: no clock, no limit)."""
+    if now is None:
+        return None
+    budget = settings.time_limit
+    if request.time_limit > 0:
+        budget = min(budget, request.time_limit)
+    return now() + budget
 
 
 def evaluate_any(f: F.Filter, entry: IndexedContact, phones: QueryPhones) -> bool:
@@ -792,6 +802,8 @@ def _proximity(
     (``dialled``: the numbers asked for, ``Shape.dialled``)."""
     for value in dialled:
         for head in _heads_of(value, settings.numbers, settings.max_extension_digits):
+            if not index.has_head(head):  # most heads tried are nobody's
+                continue
             keys = index.with_head(head)
             if keys:
                 found = []

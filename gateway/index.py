@@ -79,8 +79,8 @@ class SourceProfile:
 class IndexedContact:
     """A contact with everything a search needs precomputed."""
 
-    __slots__ = ("contact", "uid", "sort_key", "values", "folded", "variants", "numbers", "rendered",
-                 "company_hints", "_phone_keys")
+    __slots__ = ("contact", "uid", "sort_key", "caller_key", "values", "folded", "variants", "numbers",
+                 "rendered", "company_hints", "_phone_keys")
 
     def __init__(self, contact: Contact, profile: SourceProfile, company_hints: tuple[str, ...] = ()) -> None:
         self.contact = contact
@@ -107,6 +107,8 @@ class IndexedContact:
         self.variants = variants
         # cn is the contact's name, always present
         self.sort_key = (-profile.priority, folded["cn"][0], contact.source, contact.id)
+        #: the order of caller-ID answers: by priority, people before company records, then as sort_key
+        self.caller_key = (self.sort_key[0], contact.is_company_record, self.sort_key)
         phones = contact.phones
         if not phones:
             self.numbers: dict[str, tuple[StoredNumber, ...]] = {}
@@ -126,6 +128,7 @@ class IndexedContact:
         (those written without country code; ``numbers.reads_regions``)."""
         new = IndexedContact.__new__(IndexedContact)
         new.contact, new.uid, new.sort_key, new.values = self.contact, self.uid, self.sort_key, self.values
+        new.caller_key = self.caller_key
         new.folded, new.variants = self.folded, self.variants
         new.rendered = None
         new._phone_keys = None
@@ -655,18 +658,22 @@ class ContactIndex:
                 return k
         return None
 
-    def entries_with_number(self, number_key: str, alternative: bool = False) -> list[IndexedContact]:
-        """The contacts of ``with_number`` (``with_alternative`` when ``alternative``), as entries."""
+    def entries_with_number(self, number_key: str, bits: int, alternative: bool = False) -> list[IndexedContact]:
+        """The contacts with a number of key ``number_key`` (of an alternative reading, when
+        ``alternative``) in one of the phone attributes ``bits`` (``PHONE_BITS``)."""
+        tagged = ALTERNATIVE + number_key if alternative else number_key
         if self._base is not None:
             keys = self.with_alternative(number_key) if alternative else self.with_number(number_key)
-            return [e for e in map(self.get, keys) if e is not None]
-        held = (self._by_alternative if alternative else self._by_number).get(number_key)
-        if held is None:
-            return []
-        by_key = self._by_key
-        if type(held) is set:
-            return [by_key[k] for k in held]
-        return [by_key[held]]
+            entries: Iterable[IndexedContact] = [e for e in map(self.get, keys) if e is not None]
+        else:
+            held = (self._by_alternative if alternative else self._by_number).get(number_key)
+            if held is None:
+                return []
+            if type(held) is not set:
+                entry = self._by_key[held]
+                return [entry] if entry.phone_keys().get(tagged, 0) & bits else []
+            entries = map(self._by_key.__getitem__, held)
+        return [e for e in entries if e.phone_keys().get(tagged, 0) & bits]
 
     def with_alternative(self, number_key: str) -> set[ContactKey]:
         """Contacts with a lower-priority reading (another country's national format) of ``number_key``."""

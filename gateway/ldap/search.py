@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from functools import lru_cache
+from operator import attrgetter
 from typing import Callable, Iterable
 
 from attrs import frozen
@@ -693,11 +694,13 @@ def _number_matches(index: ContactIndex, k: str | None, bits: int, visible: Call
     """The visible contacts with number key ``k`` (``alt:`` tagged or not) in an attribute of ``bits``."""
     if k is None:
         return []
-    alternative = k.startswith(ALTERNATIVE)
-    entries = index.entries_with_number(k[len(ALTERNATIVE):] if alternative else k, alternative)
+    if k.startswith(ALTERNATIVE):
+        entries = index.entries_with_number(k[len(ALTERNATIVE):], bits, alternative=True)
+    else:
+        entries = index.entries_with_number(k, bits)
     if visible is all_visible:
-        return [e for e in entries if e.phone_keys().get(k, 0) & bits]
-    return [e for e in entries if e.phone_keys().get(k, 0) & bits and visible(e.contact.source)]
+        return entries
+    return [e for e in entries if visible(e.contact.source)]
 
 
 def _matching(index, f, phones, visible, limit, deadline, now, ordered_scan, names=None):
@@ -762,21 +765,18 @@ def _answered_by_plan(f: F.Filter) -> bool:
     return False
 
 
+_caller_key = attrgetter("caller_key")
+
+
 def _caller_id_order(matched: list[IndexedContact], duplicates: str) -> list[IndexedContact]:
     """Highest priority first; within a source, people before company records (the most specific)."""
     if len(matched) < 2:
         return matched
-    matched = sorted(matched, key=_caller_id_key)
+    matched = sorted(matched, key=_caller_key)
     if duplicates == "highest" and matched:
         top = matched[0].sort_key[0]
         matched = [e for e in matched if e.sort_key[0] == top]
     return matched
-
-
-def _caller_id_key(entry: IndexedContact) -> tuple:
-    """(priority, is a company record, the sort key), the sort key beginning with the priority again."""
-    sort_key = entry.sort_key
-    return (sort_key[0], entry.contact.is_company_record, sort_key)
 
 
 def _select_plain(entry: ResultEntry, selection: list[tuple[str, str]] | None) -> ResultEntry:

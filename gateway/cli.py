@@ -123,6 +123,9 @@ def _serve(args: argparse.Namespace, stderr: IO[str]) -> int:
         print(f"dirgw: configuration error: {e}", file=stderr)
         return EXIT_FAILURE
 
+    from gateway.reactor import install as install_reactor
+
+    install_reactor()
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred, ensureDeferred
 

@@ -36,7 +36,7 @@ def entries(index: ContactIndex, keys) -> dict:
     for key in keys:
         e = index.get(key)
         out[key] = None if e is None else (e.values, e.folded, e.variants, e.numbers, e.company_hints, e.sort_key,
-                                           e.uid)
+                                           e.uid, e.caller_key, e.phone_keys())
     return out
 
 
@@ -62,7 +62,13 @@ def lookups(index: ContactIndex, contacts: list[Contact]) -> dict:
         "has_number": {k: index.has_number(k) for k in number_keys},
         "with_number": {k: index.with_number(k) for k in number_keys},
         "with_alternative": {k: (index.has_alternative(k), index.with_alternative(k)) for k in alternative_keys},
-        "with_head": {h: index.with_head(h) for h in heads},
+        "with_head": {h: (index.has_head(h), index.with_head(h)) for h in heads | {"+999"}},
+        "first_number": {(alternative, tuple(ks)): index.first_number(ks, alternative)
+                         for alternative in (False, True)
+                         for ks in [["+999", *sorted(number_keys)[:3]], ["+999", *sorted(alternative_keys)[:3]]]},
+        "entries_with_number": {
+            (k, bits, alternative): sorted(e.key for e in index.entries_with_number(k, bits, alternative))
+            for k in number_keys | alternative_keys for bits in (1, 2, 3, 31) for alternative in (False, True)},
         "number_prefix": {f[:i]: index.number_prefix(f[:i]) for f in forms for i in (3, 6)},
         "name_prefix": {(a, p): index.name_prefix(a, p) for a in ("cn", "sn", "givenName", "o") for p in prefixes},
         "name_equal": {(a, p): index.name_equal(a, p) for a in ("sn", "o") for p in prefixes},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import IO, Sequence
 
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stder
     if args.command == "check-config":
         return _check_config(args.file or args.config_opt or "dirgw.toml", stdout, stderr)
     if args.command == "serve":
-        return _serve(args, stderr)
+        return _serve(args, stderr, argv)
     return EXIT_USAGE  # pragma: no cover
 
 
@@ -116,7 +117,7 @@ def _reload(gateway, path: str) -> None:
     log.info("configuration reloaded: {changes}", changes="; ".join(changes) or "nothing changed")
 
 
-def _serve(args: argparse.Namespace, stderr: IO[str]) -> int:
+def _serve(args: argparse.Namespace, stderr: IO[str], argv: Sequence[str]) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -147,8 +148,28 @@ def _serve(args: argparse.Namespace, stderr: IO[str]) -> int:
             return
         reactor.addSystemEventTrigger("before", "shutdown", gateway.stop)
         _on_sighup(reactor, lambda: _reload(gateway, args.config))
+        if not os.environ.get(RESTARTED_ENV):  # a process restarted after an import does not again
+
+            def restart() -> None:
+                outcome["restart"] = True
+                reactor.stop()
+            gateway.restart = restart
         await Deferred()  # until a signal stops the reactor
 
     reactor.callWhenRunning(lambda: ensureDeferred(run()))
     reactor.run()
+    if outcome.get("restart"):
+        _restart(argv, stderr)
     return outcome["code"]
+
+
+#: Set in the environment of a ``dirgw serve`` that restarted itself after an import.
+RESTARTED_ENV = "DIRGW_RESTARTED_AFTER_IMPORT"
+
+
+def _restart(argv: Sequence[str], stderr: IO[str]) -> None:
+    """Replace this process with a new ``dirgw serve`` of the same arguments (same PID, so
+    systemd and containers see no change); it starts from the snapshot just saved."""
+    stderr.flush()
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "gateway", *argv], {**os.environ, RESTARTED_ENV: "1"})

@@ -587,6 +587,12 @@ class ContactIndex:
     def __len__(self) -> int:
         return len(self._by_key) + sum(self._base_counts.values())
 
+    @property
+    def own_count(self) -> int:
+        """How many contacts the index holds as full entries of its own (the rest it serves
+        from its compact base)."""
+        return len(self._by_key)
+
     def count_by_source(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for source, _ in self._by_key:

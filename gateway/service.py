@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList, inlineCallbacks
@@ -123,6 +123,12 @@ class Gateway:
         self.sources: dict[str, Service] = {}
         self.service = MultiService()
         self.snapshots = None
+        #: what restarts the process from its snapshot (set by ``dirgw serve``; None: never): after
+        #: an import of ``[snapshot] restart_after_import`` contacts or more, the index holds them
+        #: as full entries (some 7 KB each) and Python keeps that memory once they are dropped; a
+        #: process started from the snapshot serves them from the compact base (under 1 KB each)
+        self.restart: Callable[[], object] | None = None
+        self._restart_when_saved = False
         saved_states: dict[str, Any] = {}
         if config.snapshot.directory:
             saved_states = self._load_snapshot()
@@ -173,7 +179,7 @@ class Gateway:
         config = self.config
         self.snapshots = SnapshotKeeper(
             FileSnapshotStore(config.snapshot.directory or ""), self._snapshot_sources, self.reactor, self.clock,
-            interval=config.snapshot.interval, on_saved=self.metrics_snapshot_saved,
+            interval=config.snapshot.interval, on_saved=self.snapshot_saved,
             extensions=self._snapshot_extensions,
         )
         self.snapshots.setServiceParent(self.service)
@@ -302,11 +308,21 @@ class Gateway:
 
     def _keep_base(self, base: Any, since: Any) -> None:
         self.index.keep_base(base, since)
-        if base is not None:
-            log.info("index: a compact base of {count} contacts made for snapshots", count=len(base))
+        if base is None:
+            return
+        log.info("index: a compact base of {count} contacts made for snapshots", count=len(base))
+        threshold = self.config.snapshot.restart_after_import
+        if self.restart is not None and threshold and self.index.own_count >= threshold:
+            self._restart_when_saved = True  # the snapshot being written carries this base
 
-    def metrics_snapshot_saved(self, seconds: float) -> None:
+    def snapshot_saved(self, seconds: float) -> None:
         self.metrics.snapshot_saved(seconds)
+        if self._restart_when_saved and self.restart is not None:
+            self._restart_when_saved = False
+            log.info("dirgw: restarting from the snapshot to give back the memory of importing {count} "
+                     "contacts (restart_after_import = {threshold})", count=self.index.own_count,
+                     threshold=self.config.snapshot.restart_after_import)
+            self.restart()
 
     def _add_source(self, source: SourceConfig, state: Any = None) -> Service:
         if source.type == "json_file":

@@ -30,6 +30,8 @@ def test_contract_keys_parse():
     (source,) = config.sources
     assert source.name == "demo" and source.type == "json_file"
     assert source.path == "/etc/dirgw/demo-contacts.json"
+    assert config.snapshot.restart_after_import == 50000
+    assert parse_config(GOOD + "[snapshot]\nrestart_after_import = 0\n", "x").snapshot.restart_after_import == 0
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,8 @@ def test_contract_keys_parse():
         (GOOD + "\n[[sources]]\nname = \"demo\"\ntype = \"json_file\"\npath = \"x\"\n", "sources[1].name", "duplicate"),
         (GOOD.replace('path = "demo-contacts.json"', ""), "sources[0].path", "missing"),
         ("[ldap\n", "(file)", "TOML"),
+        (GOOD + "\n[snapshot]\nrestart_after_import = -1\n", "snapshot.restart_after_import", "number of contacts"),
+        (GOOD + "\n[snapshot]\nrestart_after_import = true\n", "snapshot.restart_after_import", "integer"),
     ],
 )
 def test_errors_name_file_key_and_expectation(text, key, expected):

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from gateway.testing.process import EmulatorProcess
-from tests.support import ServerProcess, contact, ldapsearch, parse_ldif
+from tests.support import LISTENING, ServerProcess, contact, ldapsearch, parse_ldif
 
 BASE = "dc=example,dc=com"
 SEED = int(os.environ.get("DIRGW_KILL_SEED", "20261127"))
@@ -27,8 +27,10 @@ def people(n):
                     phones=[("business", f"+49 89 {100000 + i}")]) for i in range(n)]
 
 
-def write_config(tmp_path, emu, pages=5, interval=None):
+def write_config(tmp_path, emu, pages=5, interval=None, restart_after_import=None):
     extra = f'interval = "{interval}"\n' if interval else ""
+    if restart_after_import is not None:
+        extra += f"restart_after_import = {restart_after_import}\n"
     (tmp_path / "dirgw.toml").write_text(f"""
 [ldap]
 listen = ["tcp:0:interface=127.0.0.1"]
@@ -273,3 +275,29 @@ def test_restart_serves_the_compact_base_with_the_changes_since(tmp_path, emulat
         assert "full import started" not in proc.read_output()
     finally:
         proc.stop()
+
+
+def test_after_a_large_import_the_process_restarts_from_its_snapshot(tmp_path, emulator):
+    """With ``restart_after_import`` contacts or more imported, once the snapshot with the compact
+    base is saved the process replaces itself (same PID) with one started from that snapshot,
+    which serves the base, continues with delta rounds and does not restart again."""
+    config = write_config(tmp_path, emulator, restart_after_import=100)
+    proc = ServerProcess(config)
+    try:
+        since = wait_for(proc, "restarting from the snapshot to give back the memory of importing 400 contacts")
+        since = wait_for(proc, "dirgw: ready (400 contacts)", since=since)
+        out = proc.read_output()
+        assert "served from its compact base (400 contacts" in out[since - 2000:]
+        assert proc.proc.poll() is None  # the same process, now running the new program
+        port = int(list(LISTENING.finditer(out))[-1].group(2))
+        result = ldapsearch(port, "-b", BASE, "(telephoneNumber=089100042)", "uid")
+        assert [e["uid"] for e in parse_ldif(result.stdout)] == [["m365.p-00042"]]  # from the base
+        emulator.add_contacts([contact("late", given="Spät", surname="Dazu", phones=[("mobile", "0171 2233445")])])
+        wait_for(proc, "delta round", since=wait_for(proc, "delta round", since=len(proc.read_output())))
+        result = ldapsearch(port, "-b", BASE, "(|(telephoneNumber=01712233445)(mobile=01712233445))", "cn")
+        assert [e["cn"] for e in parse_ldif(result.stdout)] == [["Spät Dazu"]]
+        out = proc.read_output()
+        assert out.count("restarting from the snapshot") == 1
+        assert "full import started" not in out[since:]
+    finally:
+        assert proc.stop() == 0

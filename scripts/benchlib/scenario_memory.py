@@ -4,13 +4,22 @@
 (contacts.json from ../shared/bench/gen_contacts.py) and, for the base, with
 an empty one.  Per contact = (RSS after ready - RSS of the empty gateway) / N.
 Peak RSS (VmHWM) is reported too, as loading may need more than it keeps.
+
+Then the way a Microsoft 365 tenant is served (``import_*``): the same contacts imported from
+the Graph emulator into a gateway with snapshots, which restarts itself from its snapshot once
+the import is saved (``[snapshot] restart_after_import``).  RSS when the import is done, when it
+restarts, once the restarted process is ready, and after 5 s of caller-ID lookups.
 """
 
 from __future__ import annotations
 
 import os
 
-from common import DATA, Gateway, dataset, log, rss_kib, write_file_source_config
+import re
+import tempfile
+import time
+
+from common import DATA, Gateway, caller_id_filters, dataset, ldapload, log, pin, rss_kib, write_file_source_config
 
 def label(n: int) -> str:
     return f"{n // 1000}k" if n and n % 1000 == 0 else str(n)
@@ -62,5 +71,87 @@ def run(sizes: list[int]) -> dict:
         result[f"{key}_bytes_per_contact"] = round(per)
         log(f"memory: {n} contacts: RSS {m['rss_kib'] / 1024:.0f} MiB ({per:.0f} B/contact above empty), "
             f"peak {m['hwm_kib'] / 1024:.0f} MiB, ready after {m['ready_s']:.1f} s")
+        m = measure_import(data, n, base["rss_kib"])
+        for name, value in m.items():
+            result[f"{key}_import_{name}"] = value
+        log(f"memory: {n} contacts imported from the emulator: RSS {m['done_rss_mib']} MiB when done, "
+            f"{m['restarted_rss_mib']} MiB after the restart ({m['restarted_bytes_per_contact']} B/contact), "
+            f"{m['after_lookups_rss_mib']} MiB after lookups")
     result["target"] = "<= 1024 B/contact at 1M (issue 9)"
     return result
+
+
+IMPORT_CONFIG = """
+[ldap]
+listen = ["tcp:0:interface=127.0.0.1"]
+base_dn = "dc=example,dc=com"
+answer_cache = 0
+[numbers]
+country = "DE"
+[snapshot]
+directory = "{var}"
+[[sources]]
+name = "m365"
+type = "m365_mail_contacts"
+tenant_id = "{tenant}"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+authority_host = "{base}"
+graph_url = "{base}"
+ca_bundle = "{ca}"
+interval = "1h"
+"""
+
+
+def measure_import(data: str, n: int, empty_rss_kib: int | None = None) -> dict:
+    """Import ``data``'s contacts from the emulator (no latency) into a gateway with snapshots;
+    its memory when the import is done, and after it restarted itself from the snapshot."""
+    import json
+
+    from gateway.testing.process import EmulatorProcess
+
+    work = tempfile.mkdtemp(prefix="memory-import-", dir=DATA)
+    with open(os.path.join(data, "contacts.json"), encoding="utf-8") as f:
+        contacts = json.load(f)
+    emu = EmulatorProcess.start(os.path.join(work, "emulator"), contacts, page_size=999, latency=0.0,
+                                extra_args=["--allow-other-phone-types"], timeout=600)
+    del contacts
+    pin(emu.process.pid, "1")
+    config = os.path.join(work, "dirgw.toml")
+    with open(config, "w") as f:
+        f.write(IMPORT_CONFIG.format(var=os.path.join(work, "var"), tenant=emu.tenant_domain,
+                                     client_id=emu.client_id, secret=emu.secret_file, base=emu.base_url,
+                                     ca=emu.ca_bundle))
+    gw = Gateway(config, cpus="0")
+    try:
+        timeout = 600 + n * 0.002
+        gw.wait_for(re.compile("full import done"), timeout)
+        done = rss_kib(gw.proc.pid)
+        line = gw.wait_for(re.compile("restarting from the snapshot"), timeout)
+        at = [t for t, l in gw.lines if l == line][0]
+        peak = hwm_kib(gw.proc.pid)
+        before = rss_kib(gw.proc.pid)
+        since = len(gw.lines)
+        deadline = time.monotonic() + timeout
+        while (ready := next(((t, l) for t, l in gw.lines[since:] if Gateway.READY.search(l)), None)) is None:
+            if gw.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dirgw did not get ready after its restart:\n" +
+                                   "".join(l for _, l in gw.lines[-20:]))
+            gw.poll(0.5)
+        restarted = rss_kib(gw.proc.pid)
+        port = int(next(Gateway.LISTENING.search(l).group(1) for _, l in gw.lines[since:]
+                        if Gateway.LISTENING.search(l)))
+        ldapload(port, caller_id_filters(data), conns=8, duration=5.0, warmup=1.0, server_pid=gw.proc.pid)
+        after = rss_kib(gw.proc.pid)
+    finally:
+        gw.stop()
+        emu.stop()
+    base = empty_rss_kib if empty_rss_kib is not None else 0
+    return {
+        "done_rss_mib": round(done / 1024, 1), "peak_rss_mib": round(peak / 1024, 1),
+        "before_restart_rss_mib": round(before / 1024, 1),
+        "restart_to_ready_s": round(ready[0] - at, 2),
+        "restarted_rss_mib": round(restarted / 1024, 1),
+        "restarted_bytes_per_contact": round((restarted - base) * 1024 / max(1, n)),
+        "after_lookups_rss_mib": round(after / 1024, 1),
+    }

@@ -19,6 +19,7 @@ import re
 import tempfile
 import time
 
+import scenario_import
 from common import DATA, Gateway, caller_id_filters, dataset, ldapload, log, pin, rss_kib, write_file_source_config
 
 def label(n: int) -> str:
@@ -81,25 +82,10 @@ def run(sizes: list[int]) -> dict:
     return result
 
 
-IMPORT_CONFIG = """
-[ldap]
-listen = ["tcp:0:interface=127.0.0.1"]
-base_dn = "dc=example,dc=com"
-answer_cache = 0
-[numbers]
-country = "DE"
+#: the import scenario's gateway, with snapshots
+IMPORT_CONFIG = scenario_import.CONFIG + """
 [snapshot]
 directory = "{var}"
-[[sources]]
-name = "m365"
-type = "m365_mail_contacts"
-tenant_id = "{tenant}"
-client_id = "{client_id}"
-client_secret_file = "{secret}"
-authority_host = "{base}"
-graph_url = "{base}"
-ca_bundle = "{ca}"
-interval = "1h"
 """
 
 

@@ -150,7 +150,7 @@ class SnapshotConfig:
     pages: int = 50
     #: after an import of at least this many contacts, once the snapshot with the compact base is
     #: saved, ``dirgw serve`` restarts itself from it to give back the import's memory (0: never)
-    restart_after_import: int = 50000
+    restart_after_import: int = 500000
 
 
 @frozen
@@ -416,7 +416,7 @@ def _parse_snapshot(path: str, data: Any) -> SnapshotConfig:
         if interval < 1:
             raise t.error("interval", "expected at least 1s")
     pages = t.check("pages", t.get("pages", int, 50, "an integer"), lambda v: v >= 1, "a positive integer")
-    restart = t.check("restart_after_import", t.get("restart_after_import", int, 50000, "an integer"),
+    restart = t.check("restart_after_import", t.get("restart_after_import", int, 500000, "an integer"),
                       lambda v: v >= 0, "a number of contacts (0: never)")
     t.finish()
     return SnapshotConfig(directory=directory, interval=interval, pages=pages, restart_after_import=restart)

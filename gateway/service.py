@@ -128,7 +128,7 @@ class Gateway:
         #: as full entries (some 7 KB each) and Python keeps that memory once they are dropped; a
         #: process started from the snapshot serves them from the compact base (under 1 KB each)
         self.restart: Callable[[], object] | None = None
-        self._restart_when_saved = False
+        self._restart_when_saved = 0  # contacts a restart gives back, once the snapshot is saved
         saved_states: dict[str, Any] = {}
         if config.snapshot.directory:
             saved_states = self._load_snapshot()
@@ -311,17 +311,18 @@ class Gateway:
         if base is None:
             return
         log.info("index: a compact base of {count} contacts made for snapshots", count=len(base))
+        held = self.index.own_count  # full entries, which a restart would serve from this base
         threshold = self.config.snapshot.restart_after_import
-        if self.restart is not None and threshold and self.index.own_count >= threshold:
-            self._restart_when_saved = True  # the snapshot being written carries this base
+        if self.restart is not None and threshold and held >= threshold:
+            self._restart_when_saved = held  # the snapshot being written carries this base
 
     def snapshot_saved(self, seconds: float) -> None:
         self.metrics.snapshot_saved(seconds)
         if self._restart_when_saved and self.restart is not None:
-            self._restart_when_saved = False
             log.info("dirgw: restarting from the snapshot to give back the memory of importing {count} "
-                     "contacts (restart_after_import = {threshold})", count=self.index.own_count,
+                     "contacts (restart_after_import = {threshold})", count=self._restart_when_saved,
                      threshold=self.config.snapshot.restart_after_import)
+            self._restart_when_saved = 0
             self.restart()
 
     def _add_source(self, source: SourceConfig, state: Any = None) -> Service:

@@ -30,7 +30,7 @@ def test_contract_keys_parse():
     (source,) = config.sources
     assert source.name == "demo" and source.type == "json_file"
     assert source.path == "/etc/dirgw/demo-contacts.json"
-    assert config.snapshot.restart_after_import == 50000
+    assert config.snapshot.restart_after_import == 500000
     assert parse_config(GOOD + "[snapshot]\nrestart_after_import = 0\n", "x").snapshot.restart_after_import == 0
 
 

@@ -289,19 +289,19 @@ class Gateway:
         if base is not None:
             base, removed, contacts = index.base_and_changes()
             if importing or len(removed) <= max(REBUILD_BASE_AT, len(base) // 4):
-                def carry() -> dict[str, bytes]:
+                def carry() -> dict[str, Any]:
                     changes = b'{"removed":%s,"contacts":[%s]}' % (json.dumps(removed).encode(), b",".join(contacts))
-                    return {BASE_EXTENSION: b"".join(base.to_bytes()), CHANGES_EXTENSION: changes}
+                    return {BASE_EXTENSION: base.to_bytes(), CHANGES_EXTENSION: changes}  # pieces, not joined
                 return carry
         elif importing:
             return lambda: {}  # a base comes when the import is done
         make, since = index.base_maker(names)
 
-        def build() -> dict[str, bytes]:
+        def build() -> dict[str, Any]:
             made = None
             try:
                 made = make()
-                return {BASE_EXTENSION: b"".join(made.to_bytes())}
+                return {BASE_EXTENSION: made.to_bytes()}
             finally:
                 self.reactor.callFromThread(self._keep_base, made, since)
         return build

@@ -197,8 +197,8 @@ def restart(n: int, timeout: float = 1800.0, base: bool = True, lookups: int = 0
         extensions = {}
         if base:
             made, result["base_build_s"], _ = _timed(lambda: _base_of(config, contacts))
-            extensions[BASE_EXTENSION] = b"".join(made.to_bytes())
-            result["base_bytes"] = len(extensions[BASE_EXTENSION])
+            extensions[BASE_EXTENSION] = made.to_bytes()
+            result["base_bytes"] = sum(len(p) for p in extensions[BASE_EXTENSION])
             del made
         parts = encode_parts({"bench": SourceSnapshot(contacts=contacts, sync=sync)}, created=time.time(),
                              extensions=extensions)

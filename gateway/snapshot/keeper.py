@@ -10,7 +10,7 @@ the service keeps serving.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -40,7 +40,7 @@ class SnapshotKeeper(Service):
         clock: Any,
         interval: float | None = None,
         on_saved: Callable[[float], object] | None = None,
-        extensions: Callable[[], Callable[[], Mapping[str, bytes]]] | None = None,
+        extensions: Callable[[], Callable[[], Mapping[str, bytes | Sequence[bytes]]]] | None = None,
     ) -> None:
         self.store = store
         self._collect = collect

@@ -673,12 +673,13 @@ class ContactIndex:
         tagged = ALTERNATIVE + number_key if alternative else number_key
         held = (self._by_alternative if alternative else self._by_number).get(number_key)
         base = self._base
+        entries: Iterable[IndexedContact]
         if base is not None:  # the base's contacts of the number that are not hidden (changed or gone)
             hidden = self._hidden
             ranks = (base.alternatives if alternative else base.numbers).equal(number_key)
-            entries: Iterable[IndexedContact] = [self._base_entry(r) for r in ranks if r not in hidden]
-            if held is not None:
-                entries += map(self._by_key.__getitem__, _keys_of(held))  # type: ignore[operator]
+            found = [self._base_entry(r) for r in ranks if r not in hidden]
+            found.extend(map(self._by_key.__getitem__, _keys_of(held)))
+            entries = found
         elif held is None:
             return []
         elif type(held) is not set:

@@ -642,30 +642,22 @@ class ContactIndex:
         yield from heapq.merge(own, base, key=_sort_key)
 
     def has_number(self, number_key: str) -> bool:
-        return number_key in self._by_number or (self._base is not None
-                                                   and self._in_base(self._base.numbers, number_key))
+        return self._has(self._by_number, "numbers", number_key)
 
     def with_number(self, number_key: str) -> set[ContactKey]:
         """Contacts having a number whose match key is ``number_key``."""
         return self._with(self._by_number, "numbers", number_key)
 
     def has_alternative(self, number_key: str) -> bool:
-        return number_key in self._by_alternative or (self._base is not None
-                                                        and self._in_base(self._base.alternatives, number_key))
+        return self._has(self._by_alternative, "alternatives", number_key)
 
     def first_number(self, number_keys: Iterable[str], alternative: bool = False) -> str | None:
         """The first of ``number_keys`` that ``has_number`` (``has_alternative`` when ``alternative``)."""
         mapping = self._by_alternative if alternative else self._by_number
-        if self._base is None:
-            for k in number_keys:
-                if k in mapping:
-                    return k
-            return None
-        table = self._base.alternatives if alternative else self._base.numbers
-        for k in number_keys:
-            if k in mapping or self._in_base(table, k):
-                return k
-        return None
+        if self._base is None:  # no call per key: this runs for every caller-ID lookup
+            return next((k for k in number_keys if k in mapping), None)
+        table = "alternatives" if alternative else "numbers"
+        return next((k for k in number_keys if self._has(mapping, table, k)), None)
 
     def entries_with_number(self, number_key: str, bits: int, alternative: bool = False) -> list[IndexedContact]:
         """The contacts with a number of key ``number_key`` (of an alternative reading, when
@@ -694,12 +686,16 @@ class ContactIndex:
         return self._with(self._by_alternative, "alternatives", number_key)
 
     def has_head(self, head: str) -> bool:
-        return head in self._by_head or (self._base is not None and self._in_base(self._base.heads, head))
+        return self._has(self._by_head, "heads", head)
 
     def with_head(self, head: str) -> set[ContactKey]:
         """Contacts that stand for the company of head number ``head``: its switchboard number's
         contacts and company records (no personal name) with a number under that head."""
         return self._with(self._by_head, "heads", head)
+
+    def _has(self, mapping: dict[str, ContactKey | set[ContactKey]], table: str, k: str) -> bool:
+        """Does ``k`` have contacts in ``mapping``, or in the base's ``table`` (not hidden)?"""
+        return k in mapping or (self._base is not None and self._in_base(getattr(self._base, table), k))
 
     def _with(self, mapping: dict[str, ContactKey | set[ContactKey]], table: str, k: str) -> set[ContactKey]:
         keys = _keys_of(mapping.get(k))

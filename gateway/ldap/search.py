@@ -319,8 +319,6 @@ class Shape:
     def matches_base(self, f: F.Filter, settings: SearchSettings, phones: QueryPhones) -> bool:
         """Does the base DN's own entry match ``f``?  Remembered: that entry has no phone numbers
         and no contact data, so the answer depends on the filter and the settings alone."""
-        if self.phones is not None:  # phone equalities only: the base entry has no numbers
-            return False
         hit = self._base.get(settings)
         if hit is None:
             view = base_entry(settings)

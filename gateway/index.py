@@ -654,8 +654,11 @@ class ContactIndex:
     def first_number(self, number_keys: Iterable[str], alternative: bool = False) -> str | None:
         """The first of ``number_keys`` that ``has_number`` (``has_alternative`` when ``alternative``)."""
         mapping = self._by_alternative if alternative else self._by_number
-        if self._base is None:  # no call per key: this runs for every caller-ID lookup
-            return next((k for k in number_keys if k in mapping), None)
+        if self._base is None:  # a plain loop: this runs for every caller-ID lookup
+            for k in number_keys:
+                if k in mapping:
+                    return k
+            return None
         table = "alternatives" if alternative else "numbers"
         return next((k for k in number_keys if self._has(mapping, table, k)), None)
 

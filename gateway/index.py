@@ -648,11 +648,9 @@ class ContactIndex:
         """Contacts having a number whose match key is ``number_key``."""
         return self._with(self._by_number, "numbers", number_key)
 
-    def has_alternative(self, number_key: str) -> bool:
-        return self._has(self._by_alternative, "alternatives", number_key)
-
     def first_number(self, number_keys: Iterable[str], alternative: bool = False) -> str | None:
-        """The first of ``number_keys`` that ``has_number`` (``has_alternative`` when ``alternative``)."""
+        """The first of ``number_keys`` that ``has_number`` (that has contacts with it as an
+        alternative reading, when ``alternative``)."""
         mapping = self._by_alternative if alternative else self._by_number
         if self._base is None:  # a plain loop: this runs for every caller-ID lookup
             for k in number_keys:

@@ -61,7 +61,8 @@ def lookups(index: ContactIndex, contacts: list[Contact]) -> dict:
         "uids": {e.uid: index.by_uid(e.uid.upper()).key for e in live},
         "has_number": {k: index.has_number(k) for k in number_keys},
         "with_number": {k: index.with_number(k) for k in number_keys},
-        "with_alternative": {k: (index.has_alternative(k), index.with_alternative(k)) for k in alternative_keys},
+        "with_alternative": {k: (index.first_number([k], alternative=True), index.with_alternative(k))
+                             for k in alternative_keys},
         "with_head": {h: (index.has_head(h), index.with_head(h)) for h in heads | {"+999"}},
         "first_number": {(alternative, tuple(ks)): index.first_number(ks, alternative)
                          for alternative in (False, True)

@@ -130,8 +130,9 @@ def measure_import(data: str, n: int, empty_rss_kib: int | None = None) -> dict:
                         if Gateway.LISTENING.search(l)))
         ldapload(port, caller_id_filters(data), conns=8, duration=5.0, warmup=1.0, server_pid=gw.proc.pid)
         after = rss_kib(gw.proc.pid)
-        gw.poll(20.0)  # a snapshot written after the first delta round takes a while at 1M: let it end
-        time.sleep(20.0)
+        until = time.monotonic() + 20.0  # a snapshot written after the first delta round takes a while at 1M
+        while time.monotonic() < until and gw.proc.poll() is None:
+            gw.poll(0.5)  # keeps dirgw's log pipe drained meanwhile
         later = rss_kib(gw.proc.pid)
     finally:
         gw.stop()

@@ -8,10 +8,13 @@ to is a ``task.Clock``, and the slices' stopwatch is a fake that the index advan
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, ensureDeferred
+import json
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 
-from gateway.graph.client import ResyncRequired
+from gateway.graph.client import DECODE_APART as GRAPH_DECODE_APART
+from gateway.graph.client import GraphClient, ResyncRequired
 from gateway.graph.parse import Upsert
 from gateway.index import ContactIndex
 from gateway.model import Contact
@@ -146,14 +149,14 @@ def test_next_page_is_requested_before_this_one_is_applied():
     outcome = run_round(source)
     assert graph.urls() == [FIRST]
     graph.answer(0, body(0, 3, 5))
-    assert graph.urls() == [FIRST, f"{GRAPH}/next/1"]
-    assert requested_when_applied == []  # not in the turn the page arrived in
+    assert graph.urls() == [FIRST]  # not in the turn the page arrived in: reading it took that turn
+    assert requested_when_applied == []
     reactor.turn()
-    assert requested_when_applied == []  # nor in the next: the request for page 1 is written first
+    assert graph.urls() == [FIRST, f"{GRAPH}/next/1"]  # but in the next
+    assert requested_when_applied == []  # and written when the reactor polls, before page 0's slices
     reactor.turn()
     assert requested_when_applied and requested_when_applied[0] == 2  # page 1 was asked for first
-    graph.answer(1, body(1, 3, 5))
-    graph.answer(2, body(2, 3, 5))
+    answer_when_asked(reactor, graph, {1: body(1, 3, 5), 2: body(2, 3, 5)})
     while not outcome:
         reactor.turn()
     assert outcome == [True]
@@ -168,8 +171,7 @@ def test_requests_run_at_most_pages_ahead_of_processing():
     outcome = run_round(source)
     graph.answer(0, body(0, 8, 10))  # page 0 is now being processed, a slice at a time
     assert len(index) < 10
-    for n in range(1, 1 + m365.PAGES_AHEAD):
-        graph.answer(n, body(n, 8, 10))
+    answer_when_asked(reactor, graph, {n: body(n, 8, 10) for n in range(1, 1 + m365.PAGES_AHEAD)})
     assert len(graph.requests) == 1 + m365.PAGES_AHEAD  # and none further: nothing has been taken
     while len(index) < 10:
         reactor.turn()
@@ -229,8 +231,7 @@ def test_searches_see_the_import_grow_and_the_resume_point_moves_per_page():
 def test_a_failure_ahead_reaches_the_import_after_the_pages_before_it():
     source, graph, index, reactor = make_source()
     outcome = run_round(source)
-    graph.answer(0, body(0, 3, 4))
-    graph.answer(1, ResyncRequired(410, "resyncRequired", "gone"))
+    answer_when_asked(reactor, graph, {0: body(0, 3, 4), 1: ResyncRequired(410, "resyncRequired", "gone")})
     while len(graph.requests) < 3:  # the source starts afresh after the failure
         reactor.turn()
     assert len(index) == 4  # page 0 was applied before the failure surfaced
@@ -247,6 +248,7 @@ def test_stopping_cancels_the_requests_in_flight():
     source.startService()
     source._clock.advance(0)  # the first round starts
     graph.answer(0, body(0, 3, 4))
+    reactor.turn()  # the next page is requested
     in_flight = graph.requests[1][1]
     assert not in_flight.called
     source.stopService()
@@ -289,3 +291,75 @@ def test_what_the_import_does_not_have_is_removed_at_its_end_and_other_sources_s
     assert outcome == [True]
     assert sorted(c.id for c in index.contacts("m365")) == sorted(f"c{p}-{i}" for p in range(2) for i in range(5))
     assert [c.id for c in index.contacts("files")] == ["f1"]
+
+
+def test_a_page_is_parsed_in_slices_too(monkeypatch):
+    """Turning a page's entries into contacts is work of the slices too, not of the turn the page
+    arrived in: with a parse costing 0.3 ms an entry, no turn holds more than a 1 ms slice's worth."""
+    source, graph, index, reactor = make_source(slice_seconds=0.001)
+    stopwatch = index.stopwatch
+    parse = m365.parse_change
+
+    def costly_parse(item, i, name):
+        stopwatch.now += 0.0003
+        return parse(item, i, name)
+
+    monkeypatch.setattr(m365, "parse_change", costly_parse)
+    outcome = run_round(source)
+    graph.answer(0, body(0, 1, 30))
+    assert stopwatch.now == 0.0  # nothing parsed in the turn the page arrived in
+    held = []
+    while not outcome:
+        before = stopwatch.now
+        reactor.turn()
+        held.append(stopwatch.now - before)
+    assert outcome == [True] and len(index) == 30
+    assert abs(sum(held) - 30 * 0.0003) < 1e-9
+    assert max(held) < 0.0015  # a slice and the entry that ends it
+
+
+class FakeResponse:
+    code = 200
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.headers = None
+
+    def content(self) -> Deferred:
+        return succeed(self._body)
+
+
+class FakeHTTP:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def get(self, url, headers=None, timeout=None, reactor=None) -> Deferred:
+        return succeed(FakeResponse(self.body))
+
+
+class FixedToken:
+    async def token(self) -> str:
+        return "token"
+
+    def invalidate(self) -> None:
+        pass
+
+
+def decoded_when(size: int):
+    """The turns a GraphClient takes to return a page of ``size`` bytes that arrived at once."""
+    page = {"value": [{"id": "x" * size}], "@odata.deltaLink": "d"}
+    reactor = CountingClock()
+    client = GraphClient(FakeHTTP(json.dumps(page).encode()), FixedToken(), Clock(), reactor=reactor)
+    got: list = []
+    ensureDeferred(client.get_json("https://graph.example/page")).addBoth(got.append)
+    turns = 0
+    while not got:
+        reactor.turn()
+        turns += 1
+    assert got == [page]
+    return turns
+
+
+def test_a_large_body_is_decoded_in_the_turn_after_the_one_that_received_it():
+    assert decoded_when(100) == 0  # a small body: at once
+    assert decoded_when(GRAPH_DECODE_APART) == 1

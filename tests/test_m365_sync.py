@@ -344,3 +344,38 @@ class GatewayDuringImportTests(EmulatorCase):
         partial = [n for n in seen if 0 < n < 300]
         self.assertTrue(partial, f"no partial result seen during the import: {seen}")
         self.assertEqual(seen, sorted(seen))
+
+
+class TLSPolicyTests(EmulatorCase):
+    """The Graph client keeps one TLS configuration per host and port (Twisted's policy makes one
+    per request); certificates are checked all the same, on every connection."""
+
+    def test_one_configuration_per_host_and_port(self):
+        from gateway.graph.http import ExtraTrustRoot, ReusedTLSPolicy
+
+        policy = ReusedTLSPolicy(trustRoot=ExtraTrustRoot(None))
+        first = policy.creatorForNetloc(b"graph.example", 443)
+        self.assertIs(policy.creatorForNetloc(b"graph.example", 443), first)
+        self.assertIsNot(policy.creatorForNetloc(b"graph.example", 8443), first)
+        self.assertIsNot(policy.creatorForNetloc(b"other.example", 443), first)
+
+    async def get(self, http):
+        response = await http.get(self.emulator.base_url + "/v1.0/$metadata", reactor=reactor)
+        await response.content()
+        return response.code
+
+    async def test_an_untrusted_server_is_refused_on_every_connection(self):
+        from twisted.web._newclient import ResponseNeverReceived
+
+        http = make_http_client(reactor)  # without the emulator's CA
+        self.addCleanup(http.pool.closeCachedConnections)
+        for _ in range(2):  # the second connection uses the kept configuration
+            with self.assertRaises(ResponseNeverReceived) as caught:
+                await self.get(http)
+            self.assertIn("certificate verify failed", str(caught.exception.reasons[0].value))
+
+    async def test_a_trusted_server_is_reached_over_new_connections_with_the_kept_configuration(self):
+        http = make_http_client(reactor, str(self.emulator.ca_bundle))
+        for _ in range(2):
+            self.assertLess(await self.get(http), 500)
+            await http.pool.closeCachedConnections()  # the next request opens a new connection

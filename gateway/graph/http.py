@@ -13,6 +13,22 @@ from zope.interface import implementer
 __all__ = ["ExtraTrustRoot", "make_http_client"]
 
 
+class ReusedTLSPolicy(BrowserLikePolicyForHTTPS):
+    """Browser-like TLS, with one client TLS configuration per host and port: Twisted's policy makes
+    a new one (a new OpenSSL context, trust roots loaded again) for every request, even when the
+    request goes over a connection that is already open."""
+
+    def __init__(self, trustRoot: Any = None) -> None:
+        super().__init__(trustRoot=trustRoot)
+        self._creators: dict[tuple[bytes, int], Any] = {}
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        creator = self._creators.get((hostname, port))
+        if creator is None:
+            creator = self._creators[hostname, port] = super().creatorForNetloc(hostname, port)
+        return creator
+
+
 @implementer(IOpenSSLTrustRoot)
 class ExtraTrustRoot:
     """The platform's trust roots plus the certificates of a PEM bundle."""
@@ -37,7 +53,7 @@ def make_http_client(reactor: Any, ca_bundle: str | None = None, proxy: str | No
     """A treq HTTPClient for Graph: TLS against system roots + ``ca_bundle``, through ``proxy`` if set."""
     import treq.client
 
-    policy = BrowserLikePolicyForHTTPS(trustRoot=ExtraTrustRoot(ca_bundle))
+    policy = ReusedTLSPolicy(trustRoot=ExtraTrustRoot(ca_bundle))
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 4
     if proxy:

@@ -27,7 +27,8 @@ from twisted.logger import Logger
 
 from gateway.auth import TokenError
 from gateway.graph.client import Forbidden, GraphClient, GraphError, ResyncRequired, Throttled, Transient, Unauthorized
-from gateway.graph.parse import SELECT_FIELDS, Change, GraphShapeError, Remove, Upsert, parse_page
+from gateway.graph.parse import (SELECT_FIELDS, Change, GraphShapeError, Page, PageBody, Remove, Upsert, page_body,
+                                 parse_change)
 from gateway.index import ContactIndex, Prepared
 from gateway.model import Contact
 from gateway.sync.policy import retry_delay
@@ -36,7 +37,7 @@ __all__ = ["SyncState", "M365Source", "initial_delta_url"]
 
 #: Seconds of import work (preparing, applying) between two chances for the reactor to answer
 #: LDAP requests: a caller-ID lookup arriving meanwhile waits at most about this long.
-SLICE_SECONDS = 0.0005
+SLICE_SECONDS = 0.00025
 
 #: Pages requested ahead of the one being processed (Graph's nextLinks are sequential: the next
 #: page is requested as soon as the one before it arrives, while earlier pages are processed).
@@ -288,19 +289,20 @@ class M365Source(Service):
             self.log.warn("source {source}: {why}; retrying in {delay:.1f}s", source=self.name, why=why, delay=delay)
             await deferLater(self._clock, delay, lambda: None)
 
-    def _parse(self, body: dict[str, Any]):
+    def _body(self, body: dict[str, Any]) -> PageBody:
         try:
-            return parse_page(body, self.name)
+            return page_body(body)
         except GraphShapeError as e:
             raise Transient(200, "malformed", f"unexpected page shape: {e}")
 
-    async def _page(self, url: str):
-        """One parsed page, retried through faults (a malformed page is fetched again)."""
+    async def _page(self, url: str) -> PageBody:
+        """One page with its links read, retried through faults (a malformed page is fetched again);
+        its entries are parsed where the page is processed, in slices (``_parse``)."""
         attempt = 0
         while True:
             body = await self._get(url)
             try:
-                return self._parse(body)
+                return self._body(body)
             except Transient as e:
                 attempt += 1
                 delay = retry_delay(attempt, None, self._rng)
@@ -351,9 +353,11 @@ class M365Source(Service):
                         if not page.next_link:
                             raise Transient(200, "malformed", "a page with neither nextLink nor deltaLink")
                         url = page.next_link
-                        if len(arrived) < PAGES_AHEAD:
-                            pending = request(url)  # before the caller gets this page
                     wake_up()
+                    if not page.delta_link:
+                        # Reading and decoding this page took the reactor's turn: the request for
+                        # the next one goes out in the next turn, before this page's slices start.
+                        await self._turn()
                     while pending is None and not page.delta_link:
                         if closed:
                             return
@@ -377,13 +381,14 @@ class M365Source(Service):
                 wake_up()  # room for the next request
                 if isinstance(page, BaseException):
                     raise page
-                # The reactor's turn before this page's slices: the request for a page just asked
-                # for goes out, and the work of a page that just arrived (reading, decoding and
-                # parsing it) is not followed by a slice in the same turn.
+                # The reactor's turns before this page's slices: the request for the next page goes
+                # out, and the work of a page that just arrived (reading and decoding it) is not
+                # followed by a slice in the same turn.
                 await self._breathe(now=True)
-                for problem in page.skipped:
+                parsed = await self._parse(page)
+                for problem in parsed.skipped:
                     self.log.warn("source {source}: skipped {problem}", source=self.name, problem=problem)
-                yield page
+                yield parsed
                 if page.delta_link:
                     return
         finally:
@@ -401,9 +406,27 @@ class M365Source(Service):
         which would hold them back otherwise.
         """
         if now or self._now() - self._slice_started >= self._slice:
-            await deferLater(self._reactor, 0, lambda: None)
-            await deferLater(self._reactor, 0, lambda: None)
+            await self._turn()
+            await self._turn()
             self._slice_started = self._now()
+
+    def _turn(self) -> Deferred:
+        """Fires in the reactor's next turn, after it has polled its sockets."""
+        return deferLater(self._reactor, 0, lambda: None)
+
+    async def _parse(self, body: PageBody) -> Page:
+        """A page's entries as changes, parsed in slices."""
+        changes: list[Change] = []
+        skipped: list[str] = []
+        for i, item in enumerate(body.values):
+            parsed = parse_change(item, i, self.name)
+            if isinstance(parsed, str):
+                skipped.append(parsed)
+            else:
+                changes.append(parsed)
+            await self._breathe()
+        return Page(changes=tuple(changes), skipped=tuple(skipped), next_link=body.next_link,
+                    delta_link=body.delta_link)
 
     async def _prepare(self, changes) -> list:
         """Changes with their expensive part done, in slices so the reactor keeps serving LDAP."""

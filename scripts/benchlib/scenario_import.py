@@ -10,6 +10,11 @@ the lookups and the emulator, which plays Microsoft 365, to CPU 1):
    ``callerid_p99_idle_ms`` (the same rate on the idle gateway afterwards).  The lookups run for
    the whole import.  200/s is generous for caller ID: one lookup per ringing phone, i.e. a site
    taking 20 calls a second into 10-phone hunt groups.
+
+   Latency from when a lookup was due includes the client's own delays: sending late (``late_*``:
+   the emulator shares its core) and reading the answer late.  ``*_wire_*`` counts from the
+   send to when the kernel queued the answer on the client's socket (SO_TIMESTAMPNS), which is
+   the gateway's part alone; both are reported.
 2. With ldapload saturating the gateway (8 connections, closed loop, as phones never do), as the
    issue first measured it (``saturated_*``).  A saturating load takes all the CPU the import
    leaves: the import then competes with it for the one core, and every lookup waits for the
@@ -94,6 +99,10 @@ def run(n: int, latency: float, page_size: int = 100, rate: float = RATE) -> dic
         "callerid_p99_during_ms": p99_during, "callerid_p99_idle_ms": p99_idle,
         "callerid_p99_ratio": round(p99_during / p99_idle, 2) if p99_during and p99_idle else None,
         "callerid_p50_during_ms": during.get("p50_ms"), "callerid_max_during_ms": during.get("max_ms"),
+        "callerid_p99_wire_during_ms": during.get("p99_wire_ms"), "callerid_p99_wire_idle_ms": idle.get("p99_wire_ms"),
+        "callerid_p99_wire_ratio": (round(during["p99_wire_ms"] / idle["p99_wire_ms"], 2)
+                                    if during.get("p99_wire_ms") and idle.get("p99_wire_ms") else None),
+        "callerid_late_p99_during_ms": during.get("late_p99_ms"),
         "server_cpu_during_pct": during.get("server_cpu_pct"),
         "saturated_import_s": round(sat_took, 2), "saturated_ratio": round(sat_took / floor, 3) if floor else None,
         "saturated_p99_during_ms": sat_during.get("p99_ms"), "saturated_p99_idle_ms": sat_idle.get("p99_ms"),
@@ -167,13 +176,15 @@ def _paced_main(port: int, filters_path: str, rate: float, nconns: int, duration
     stalled server is not hidden by requests that were sent late."""
     import select
     import socket
+    import struct
+
+    SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 
     sys.path.insert(0, SHARED_BENCH)
     import ldapload as ll
 
     searches = [ll.search_op("dc=example,dc=com", "sub", ll.encode_filter(f), ATTRS, 50, 0, False)
                 for f in ll.load_filters(filters_path)]
-    ep = select.epoll()
     socks, bufs, pending = [], {}, {}
     for _ in range(nconns):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -181,16 +192,22 @@ def _paced_main(port: int, filters_path: str, rate: float, nconns: int, duration
         s.sendall(ll.message(1, ll.BIND_OP))
         s.recv(1 << 16)  # the BindResponse (anonymous bind: one small message)
         s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         socks.append(s)
         bufs[s.fileno()] = b""
         pending[s.fileno()] = {}
-        ep.register(s.fileno(), select.EPOLLIN)
+    fds = [s.fileno() for s in socks]
+    by_fd = {s.fileno(): s for s in socks}
+    ancillary = socket.CMSG_SPACE(16)
     perf = time.perf_counter
     interval = 1.0 / rate
     start = perf()
     measure_from, end = start + warmup, start + warmup + duration
     due, sent, msgid = start, 0, 1
     lat: list[float] = []
+    lat_sent: list[float] = []
+    lat_wire: list[float] = []
+    late: list[float] = []
     entries = 0
     cpu0 = None
     stop = []
@@ -204,15 +221,27 @@ def _paced_main(port: int, filters_path: str, rate: float, nconns: int, duration
         while due <= now and due < end:
             s = socks[sent % nconns]
             msgid = msgid % 2_000_000_000 + 1
-            pending[s.fileno()][msgid] = due
+            at = perf()
+            pending[s.fileno()][msgid] = (due, at, time.time())
+            if due >= measure_from:
+                late.append(at - due)
             s.sendall(ll.message(msgid, searches[sent % len(searches)]))
             sent += 1
             due += interval
         if due >= end and not any(pending.values()):
             break
-        for fd, _ in ep.poll(max(0.0, min(due, end + 5) - perf())):
-            data = bufs[fd] + os.read(fd, 1 << 18)
+        # select, not epoll: epoll's timeout is in whole milliseconds (rounded up), which sent
+        # lookups up to 1 ms after they were due, and that wait was counted as the server's
+        ready, _, _ = select.select(fds, [], [], max(0.0, min(due, end + 5) - perf()))
+        for fd in ready:
+            chunk, cmsgs, _, _ = by_fd[fd].recvmsg(1 << 18, ancillary)
             tnow = perf()
+            data = bufs[fd] + chunk
+            arrived = None  # when the kernel queued the last of these bytes on the socket
+            for level, kind, value in cmsgs:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = struct.unpack("qq", value[:16])
+                    arrived = sec + nsec * 1e-9
             pos = 0
             while len(data) - pos >= 2:
                 b1 = data[pos + 1]
@@ -230,9 +259,12 @@ def _paced_main(port: int, filters_path: str, rate: float, nconns: int, duration
                 if tag == 0x64:
                     entries += 1
                 elif tag == 0x65:
-                    t_due = pending[fd].pop(int.from_bytes(data[p + 2:p + 2 + il], "big"), None)
-                    if t_due is not None and t_due >= measure_from:
-                        lat.append(tnow - t_due)
+                    times = pending[fd].pop(int.from_bytes(data[p + 2:p + 2 + il], "big"), None)
+                    if times is not None and times[0] >= measure_from:
+                        lat.append(tnow - times[0])
+                        lat_sent.append(tnow - times[1])
+                        if arrived is not None:
+                            lat_wire.append(arrived - times[2])
                 pos = end_msg
             bufs[fd] = data[pos:]
         if perf() > end + 5:
@@ -242,9 +274,18 @@ def _paced_main(port: int, filters_path: str, rate: float, nconns: int, duration
     for s in socks:
         s.close()
     lat.sort()
+    lat_sent.sort()
+    lat_wire.sort()
+    late.sort()
     return {"rate": rate, "conns": nconns, "ops": len(lat), "ops_s": round(len(lat) / duration, 1),
             "p50_ms": round(ll.percentile(lat, 0.50) * 1e3, 3), "p90_ms": round(ll.percentile(lat, 0.90) * 1e3, 3),
-            "p99_ms": round(ll.percentile(lat, 0.99) * 1e3, 3), "max_ms": round(lat[-1] * 1e3, 3) if lat else None,
+            "p99_ms": round(ll.percentile(lat, 0.99) * 1e3, 3),
+            "p50_sent_ms": round(ll.percentile(lat_sent, 0.50) * 1e3, 3),
+            "p99_sent_ms": round(ll.percentile(lat_sent, 0.99) * 1e3, 3),
+            "p50_wire_ms": round(ll.percentile(lat_wire, 0.50) * 1e3, 3) if lat_wire else None,
+            "p99_wire_ms": round(ll.percentile(lat_wire, 0.99) * 1e3, 3) if lat_wire else None,
+            "late_p50_ms": round(ll.percentile(late, 0.50) * 1e3, 3),
+            "late_p99_ms": round(ll.percentile(late, 0.99) * 1e3, 3), "max_ms": round(lat[-1] * 1e3, 3) if lat else None,
             "duration_s": round(duration, 2), "entries_per_op": round(entries / max(1, sent), 2),
             "server_cpu_pct": round(100 * server_cpu / duration, 1) if server_cpu is not None else None}
 

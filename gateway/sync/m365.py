@@ -1,7 +1,7 @@
 """The ``m365_mail_contacts`` source: full import, then delta rounds, via Graph.
 
 A full import makes contacts searchable as pages arrive when the source has
-nothing yet (applied in slices of about half a millisecond, so a search may see
+nothing yet (parsed and applied in slices of a quarter of a millisecond, so a search may see
 part of a page; the resume point moves page by page); a re-import (expired
 delta token) is staged while the old data keeps being served, then swapped
 in.  Pages are requested one after the other as soon as the previous one

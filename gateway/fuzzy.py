@@ -275,6 +275,8 @@ class _WordSearch(Generic[_Key]):
         combined: list[tuple[_Key, float, float]] = []
         for key, (total, ties) in candidates.items():
             slots = slots_of(key)
+            if not slots:
+                continue  # only from a damaged frozen index: its owners name a rank without words
             for word, wanted, hits in zip(others, sounds_of, scanned):
                 if hits is not None:
                     score, tie = max(hits.get(slot, (0.0, 0.0)) for slot in slots)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Iterable, Union
 
 from attrs import frozen
 
@@ -17,6 +17,7 @@ __all__ = [
     "PageBody",
     "contact_from_graph",
     "page_body",
+    "page_of",
     "parse_change",
     "parse_page",
     "SELECT_FIELDS",
@@ -152,15 +153,19 @@ def parse_change(item: Any, i: int, source: str) -> Change | str:
         return f"entry {i}" + (f" (id {ident})" if ident else "") + f": {e}"
 
 
+def page_of(body: PageBody, parsed: Iterable[Change | str]) -> Page:
+    """The page of ``body``, whose entries gave ``parsed`` (``parse_change``, in order)."""
+    changes: list[Change] = []
+    skipped: list[str] = []
+    for item in parsed:
+        if isinstance(item, str):
+            skipped.append(item)
+        else:
+            changes.append(item)
+    return Page(changes=tuple(changes), skipped=tuple(skipped), next_link=body.next_link, delta_link=body.delta_link)
+
+
 def parse_page(obj: Any, source: str) -> Page:
     """Changes and links of one page; a single bad contact is skipped, not fatal."""
     body = page_body(obj)
-    changes: list[Change] = []
-    skipped: list[str] = []
-    for i, item in enumerate(body.values):
-        parsed = parse_change(item, i, source)
-        if isinstance(parsed, str):
-            skipped.append(parsed)
-        else:
-            changes.append(parsed)
-    return Page(changes=tuple(changes), skipped=tuple(skipped), next_link=body.next_link, delta_link=body.delta_link)
+    return page_of(body, (parse_change(item, i, source) for i, item in enumerate(body.values)))

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from gateway.auth import TokenError
 from gateway.graph.client import Forbidden, GraphClient, GraphError, ResyncRequired, Throttled, Transient, Unauthorized
 from gateway.graph.parse import (SELECT_FIELDS, Change, GraphShapeError, Page, PageBody, Remove, Upsert, page_body,
-                                 parse_change)
+                                 page_of, parse_change)
 from gateway.index import ContactIndex, Prepared
 from gateway.model import Contact
 from gateway.sync.policy import retry_delay
@@ -416,17 +416,11 @@ class M365Source(Service):
 
     async def _parse(self, body: PageBody) -> Page:
         """A page's entries as changes, parsed in slices."""
-        changes: list[Change] = []
-        skipped: list[str] = []
+        parsed = []
         for i, item in enumerate(body.values):
-            parsed = parse_change(item, i, self.name)
-            if isinstance(parsed, str):
-                skipped.append(parsed)
-            else:
-                changes.append(parsed)
+            parsed.append(parse_change(item, i, self.name))
             await self._breathe()
-        return Page(changes=tuple(changes), skipped=tuple(skipped), next_link=body.next_link,
-                    delta_link=body.delta_link)
+        return page_of(body, parsed)
 
     async def _prepare(self, changes) -> list:
         """Changes with their expensive part done, in slices so the reactor keeps serving LDAP."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import IO, Sequence
@@ -137,7 +138,7 @@ def _serve(args: argparse.Namespace, stderr: IO[str], argv: Sequence[str]) -> in
     outcome = {"code": EXIT_OK}
 
     async def run() -> None:
-        gateway = make_gateway(config, reactor)
+        gateway = make_gateway(config, reactor, listening=_handed_over())
         try:
             await gateway.start()
         except Exception as e:  # cannot listen: port in use, permission denied...
@@ -151,25 +152,41 @@ def _serve(args: argparse.Namespace, stderr: IO[str], argv: Sequence[str]) -> in
         if not os.environ.get(RESTARTED_ENV):  # a process restarted after an import does not again
 
             def restart() -> None:
-                outcome["restart"] = True
+                outcome["restart"] = gateway.hand_over_listeners()
                 reactor.stop()
             gateway.restart = restart
         await Deferred()  # until a signal stops the reactor
 
     reactor.callWhenRunning(lambda: ensureDeferred(run()))
     reactor.run()
-    if outcome.get("restart"):
-        _restart(argv, stderr)
+    if "restart" in outcome:
+        _restart(argv, stderr, outcome["restart"])
     return outcome["code"]
 
 
 #: Set in the environment of a ``dirgw serve`` that restarted itself after an import.
 RESTARTED_ENV = "DIRGW_RESTARTED_AFTER_IMPORT"
+#: The listening sockets a restarting ``dirgw serve`` hands over: JSON, binding -> descriptor.
+LISTENING_ENV = "DIRGW_LISTENING_FDS"
 
 
-def _restart(argv: Sequence[str], stderr: IO[str]) -> None:
+def _restart(argv: Sequence[str], stderr: IO[str], listening: dict[str, int]) -> None:
     """Replace this process with a new ``dirgw serve`` of the same arguments (same PID, so
-    systemd and containers see no change); it starts from the snapshot just saved."""
+    systemd and containers see no change); it starts from the snapshot just saved, on the
+    listening sockets of this one (``listening``), which kept their backlog meanwhile."""
     stderr.flush()
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "gateway", *argv], {**os.environ, RESTARTED_ENV: "1"})
+    os.execve(sys.executable, [sys.executable, "-m", "gateway", *argv],
+              {**os.environ, RESTARTED_ENV: "1", LISTENING_ENV: json.dumps(listening)})
+
+
+def _handed_over() -> dict[str, int]:
+    """The listening sockets the process this one replaced handed over (see ``_restart``)."""
+    raw = os.environ.pop(LISTENING_ENV, None)
+    if not raw:
+        return {}
+    try:
+        fds = json.loads(raw)
+        return {str(k): int(v) for k, v in fds.items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}

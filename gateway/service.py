@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
@@ -72,23 +74,35 @@ def search_settings(config: Config) -> SearchSettings:
 class ListenerService(Service):
     """Listens on Twisted endpoint strings; ``ports`` holds the bound ports."""
 
-    def __init__(self, reactor: Any, bindings: list[tuple[str, Any]], tls: Any = None, what: str = "LDAP") -> None:
+    def __init__(self, reactor: Any, bindings: list[tuple[str, Any]], tls: Any = None, what: str = "LDAP",
+                 inherited: dict[str, int] | None = None) -> None:
+        """``inherited``: listening sockets the process this one replaced handed over (``hand_over``),
+        by ``key``; those of these bindings are taken from it, the others are left."""
         self._reactor = reactor
         self.bindings = bindings  # (endpoint description, factory)
         self.tls = tls
         self.what = what
+        self.inherited = inherited if inherited is not None else {}
         self.ports: list[Any] = []
+
+    def key(self, description: str) -> str:
+        """A binding's name among the sockets handed over."""
+        return f"{self.what} {description}"
 
     @inlineCallbacks
     def listen(self):
         """Bind every endpoint; fails with the first error (nothing is left bound)."""
         try:
             for description, factory in self.bindings:
-                if description.startswith("ssl:") and self.tls is not None:
-                    endpoint = self.tls.endpoint(self._reactor, description)
+                fd = self.inherited.pop(self.key(description), None)
+                if fd is not None:
+                    port = self._adopt(fd, description, factory)
                 else:
-                    endpoint = serverFromString(self._reactor, description)
-                port = yield endpoint.listen(factory)
+                    if description.startswith("ssl:") and self.tls is not None:
+                        endpoint = self.tls.endpoint(self._reactor, description)
+                    else:
+                        endpoint = serverFromString(self._reactor, description)
+                    port = yield endpoint.listen(factory)
                 self.ports.append(port)
                 address = port.getHost()
                 log.info("{what} listening on {host}:{port}", what=self.what, host=getattr(address, "host", "?"),
@@ -96,6 +110,32 @@ class ListenerService(Service):
         except Exception:
             yield self.stop_listening()
             raise
+
+    def _adopt(self, fd: int, description: str, factory: Any) -> Any:
+        """A port on a socket handed over: it kept listening while the processes changed, and the
+        connections that came meanwhile wait in its backlog instead of being refused."""
+        if description.startswith("ssl:"):
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            factory = TLSMemoryBIOFactory(self.tls, False, factory)
+        with socket.socket(fileno=fd) as sock:  # closed once the reactor has its own descriptor
+            sock.setblocking(False)
+            return self._reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+
+    def hand_over(self) -> dict[str, int]:
+        """Inheritable duplicates of the listening sockets, by ``key``, for a process that replaces
+        this one: they keep listening when this process closes its own."""
+        fds = {}
+        for (description, _), port in zip(self.bindings, self.ports):
+            if description.startswith("ssl:") and self.tls is None:
+                continue  # its TLS comes from the description: it is bound again
+            fd = os.dup(port.fileno())
+            os.set_inheritable(fd, True)
+            fds[self.key(description)] = fd
+            # Closing the port now only closes its descriptor: the socket stays listening for the
+            # duplicate (what Twisted does for a port made on a socket it did not create).
+            port._shouldShutdown = False
+        return fds
 
     def stop_listening(self):
         ports, self.ports = self.ports, []
@@ -109,8 +149,12 @@ class ListenerService(Service):
 class Gateway:
     """The wired service and the parts tests and the CLI reach for."""
 
-    def __init__(self, config: Config, reactor: Any, clock: Any = None) -> None:
+    def __init__(self, config: Config, reactor: Any, clock: Any = None,
+                 listening: dict[str, int] | None = None) -> None:
+        """``listening``: sockets handed over by the process this one replaced
+        (``hand_over_listeners``), adopted by the bindings they belong to; the rest are closed."""
         self.config = config
+        self._handed_over = dict(listening or {})
         self.reactor = reactor
         self.clock = clock or reactor
         self.index = ContactIndex((source_profile(config, s) for s in config.sources),
@@ -156,14 +200,15 @@ class Gateway:
             listener = Listener(name=item.endpoint, anonymous=item.anonymous,
                                 allow_from=parse_networks(list(item.allow_from)) if item.allow_from else None)
             bindings.append((item.endpoint, self.factory.for_listener(listener)))
-        self.listener = ListenerService(reactor, bindings, tls=self.tls)
+        self.listener = ListenerService(reactor, bindings, tls=self.tls, inherited=self._handed_over)
         self.listener.setServiceParent(self.service)
         self.admin: ListenerService | None = None
         if config.admin.listen:
             from gateway.ops.web import admin_resource, admin_site
 
             site = admin_site(admin_resource(self.status, self.metrics.render, self.ready))
-            self.admin = ListenerService(reactor, [(config.admin.listen, site)], what="admin HTTP")
+            self.admin = ListenerService(reactor, [(config.admin.listen, site)], what="admin HTTP",
+                                         inherited=self._handed_over)
             self.admin.setServiceParent(self.service)
 
     def _load_snapshot(self) -> dict[str, Any]:
@@ -430,17 +475,30 @@ class Gateway:
             return None
         return max(0.0, time.time() - self.snapshots.last_saved)
 
+    def hand_over_listeners(self) -> dict[str, int]:
+        """Inheritable duplicates of the listening sockets, for the process that replaces this one
+        (``restart``), to pass as ``listening``."""
+        fds = self.listener.hand_over()
+        if self.admin is not None:
+            fds.update(self.admin.hand_over())
+        return fds
+
     @inlineCallbacks
     def start(self):
         """Start the sources, then listen (the index is loaded before the first connection)."""
         self.service.startService()
-        yield self.listener.listen()
-        if self.admin is not None:
-            try:
-                yield self.admin.listen()
-            except Exception:
-                yield self.listener.stop_listening()
-                raise
+        try:
+            yield self.listener.listen()
+            if self.admin is not None:
+                try:
+                    yield self.admin.listen()
+                except Exception:
+                    yield self.listener.stop_listening()
+                    raise
+        finally:
+            for fd in self._handed_over.values():  # bindings no longer configured
+                os.close(fd)
+            self._handed_over.clear()
         self.directory.ready = True
         import gc
 
@@ -455,6 +513,6 @@ class Gateway:
         return self.service.stopService()
 
 
-def make_gateway(config: Config, reactor: Any, clock: Any = None) -> Gateway:
-    """Wire dirgw from its configuration."""
-    return Gateway(config, reactor, clock)
+def make_gateway(config: Config, reactor: Any, clock: Any = None, listening: dict[str, int] | None = None) -> Gateway:
+    """Wire dirgw from its configuration (``listening``: see ``Gateway``)."""
+    return Gateway(config, reactor, clock, listening)

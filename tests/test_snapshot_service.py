@@ -279,8 +279,9 @@ def test_restart_serves_the_compact_base_with_the_changes_since(tmp_path, emulat
 
 def test_after_a_large_import_the_process_restarts_from_its_snapshot(tmp_path, emulator):
     """With ``restart_after_import`` contacts or more imported, once the snapshot with the compact
-    base is saved the process replaces itself (same PID) with one started from that snapshot,
-    which serves the base, continues with delta rounds and does not restart again."""
+    base is saved the process replaces itself (same PID) with one started from that snapshot, on
+    the same listening socket (here: a port the system chose), which serves the base, continues
+    with delta rounds and does not restart again."""
     config = write_config(tmp_path, emulator, restart_after_import=100)
     proc = ServerProcess(config)
     try:
@@ -289,7 +290,9 @@ def test_after_a_large_import_the_process_restarts_from_its_snapshot(tmp_path, e
         out = proc.read_output()
         assert "served from its compact base (400 contacts" in out[since - 2000:]
         assert proc.proc.poll() is None  # the same process, now running the new program
-        port = int(list(LISTENING.finditer(out))[-1].group(2))
+        ports = [int(m.group(2)) for m in LISTENING.finditer(out)]
+        assert len(ports) == 2 and ports[0] == ports[1]  # the listening socket was handed over
+        port = ports[-1]
         result = ldapsearch(port, "-b", BASE, "(telephoneNumber=089100042)", "uid")
         assert [e["uid"] for e in parse_ldif(result.stdout)] == [["m365.p-00042"]]  # from the base
         emulator.add_contacts([contact("late", given="Spät", surname="Dazu", phones=[("mobile", "0171 2233445")])])

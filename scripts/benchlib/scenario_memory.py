@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 
 import re
+import subprocess
 import tempfile
+import threading
 import time
 
 import scenario_import
@@ -90,6 +92,32 @@ restart_after_import = 1
 """
 
 
+class _Lookup:
+    """One caller-ID lookup with ldapsearch, started now in a thread; ``result()`` says how it
+    ended, and after how long."""
+
+    def __init__(self, port: int, filters_path: str) -> None:
+        with open(filters_path, encoding="utf-8") as f:
+            wanted = f.readline().strip()
+        cmd = ["ldapsearch", "-x", "-LLL", "-H", f"ldap://127.0.0.1:{port}", "-b", "dc=example,dc=com", wanted, "cn"]
+        self._out = ""
+        started = time.monotonic()
+
+        def run() -> None:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            took = time.monotonic() - started
+            if done.returncode == 0 and "cn:" in done.stdout:
+                self._out = f"answered after {took:.2f} s"
+            else:
+                self._out = f"failed after {took:.2f} s: {(done.stderr.strip().splitlines() or ['no answer'])[-1]}"
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+
+    def result(self) -> str:
+        self._thread.join()
+        return self._out
+
+
 def measure_import(data: str, n: int, empty_rss_kib: int | None = None) -> dict:
     """Import ``data``'s contacts from the emulator (no latency) into a gateway with snapshots;
     its memory when the import is done, and after it restarted itself from the snapshot."""
@@ -116,6 +144,7 @@ def measure_import(data: str, n: int, empty_rss_kib: int | None = None) -> dict:
         done = rss_kib(gw.proc.pid)
         line = gw.wait_for(re.compile("restarting from the snapshot"), timeout)
         at = [t for t, l in gw.lines if l == line][0]
+        meanwhile = _Lookup(gw.port, caller_id_filters(data))  # made while the process changes
         peak = hwm_kib(gw.proc.pid)
         before = rss_kib(gw.proc.pid)
         since = len(gw.lines)
@@ -126,6 +155,7 @@ def measure_import(data: str, n: int, empty_rss_kib: int | None = None) -> dict:
                                    "".join(l for _, l in gw.lines[-20:]))
             gw.poll(0.5)
         restarted = rss_kib(gw.proc.pid)
+        during_restart = meanwhile.result()
         port = int(next(Gateway.LISTENING.search(l).group(1) for _, l in gw.lines[since:]
                         if Gateway.LISTENING.search(l)))
         ldapload(port, caller_id_filters(data), conns=8, duration=5.0, warmup=1.0, server_pid=gw.proc.pid)
@@ -142,6 +172,7 @@ def measure_import(data: str, n: int, empty_rss_kib: int | None = None) -> dict:
         "done_rss_mib": round(done / 1024, 1), "peak_rss_mib": round(peak / 1024, 1),
         "before_restart_rss_mib": round(before / 1024, 1),
         "restart_to_ready_s": round(ready[0] - at, 2),
+        "lookup_during_restart": during_restart,
         "restarted_rss_mib": round(restarted / 1024, 1),
         "restarted_bytes_per_contact": round((restarted - base) * 1024 / max(1, n)),
         "after_lookups_rss_mib": round(after / 1024, 1),

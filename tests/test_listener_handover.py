@@ -75,11 +75,11 @@ class HandoverTests(TestCase):
         second = await self.started(config, listening=fds)
         self.assertEqual(second.listener.ports[0].getHost().port, port)  # the same socket
         self.assertEqual(await asked, ["Anna Alt"])
-        for key, ldap_port in (("LDAP tcp:0:interface=127.0.0.1", second.listener.ports[0]),
-                               ("admin HTTP tcp:0:interface=127.0.0.1", second.admin.ports[0])):
+        for key, adopted in (("LDAP tcp:0:interface=127.0.0.1", second.listener.ports[0]),
+                             ("admin HTTP tcp:0:interface=127.0.0.1", second.admin.ports[0])):
             # the socket handed over is now the port's alone: the descriptor handed over is closed
-            self.assertEqual(os.readlink(f"/proc/self/fd/{ldap_port.fileno()}"), sockets[key])
-            self.assertEqual(holding(ldap_port.fileno()), 1)
+            self.assertEqual(os.readlink(f"/proc/self/fd/{adopted.fileno()}"), sockets[key])
+            self.assertEqual(holding(adopted.fileno()), 1)
 
     async def test_a_socket_no_binding_takes_is_closed(self):
         first = await self.started(self.config())

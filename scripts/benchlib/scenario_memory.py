@@ -14,7 +14,6 @@ restarts, once the restarted process is ready, and after 5 s of caller-ID lookup
 from __future__ import annotations
 
 import os
-
 import re
 import subprocess
 import tempfile
